@@ -1,0 +1,11 @@
+import ArgumentParser
+import DNNScaler
+
+@main
+struct DNNScalerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dnnscaler",
+        abstract: "DNNScaler: an inference server that batches or multi-tenants each model to maximise throughput under its latency SLO.",
+        subcommands: [ProfileCommand.self]
+    )
+}
