@@ -1,0 +1,40 @@
+import Foundation
+
+/// Facts about the machine the process runs on.
+public enum SystemInfo {
+    /// Cores this process may use.
+    public static var cpuCores: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// The CPU model from /proc/cpuinfo, e.g. `AMD EPYC 9B14`; `unknown CPU` elsewhere.
+    public static var cpuModel: String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            if let colon = line.firstIndex(of: ":") {
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return "unknown CPU"
+    }
+
+    /// `cpu: 2 x AMD EPYC 9B14`.
+    public static var deviceDescription: String { "cpu: \(cpuCores) x \(cpuModel)" }
+
+    /// The process's resident memory in bytes (VmRSS), or 0 where /proc is not available.
+    public static func residentMemoryBytes() -> Int {
+        statusField("VmRSS:")
+    }
+
+    /// The process's peak resident memory in bytes (VmHWM), or 0 where /proc is not available.
+    public static func peakResidentMemoryBytes() -> Int {
+        statusField("VmHWM:")
+    }
+
+    private static func statusField(_ name: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix(name) {
+            let kilobytes = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first
+            return (kilobytes.flatMap { Int($0) } ?? 0) * 1024
+        }
+        return 0
+    }
+}
