@@ -158,6 +158,19 @@ def make_identity_all_dtypes():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
+def make_reshape_rows_of_three():
+    """Reshapes [batch, n] to [-1, 3]: fails inside the runtime when batch*n is not a multiple of 3."""
+    shape = numpy_helper.from_array(np.array([-1, 3], dtype=np.int64), "rows_of_three")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "rows_of_three"], ["rows"])],
+        "reshape_rows_of_three",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [BATCH_DIM, "n"])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["rows", 3])],
+        [shape],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
 def make_tiny_cnn(rng):
     """Conv(3->8, 3x3) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(8->10) -> Softmax, seeded weights."""
     conv_w = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
@@ -195,6 +208,7 @@ def build_all():
     models["simple"] = make_simple
     models["identity_all_dtypes"] = make_identity_all_dtypes
     models["tiny_cnn"] = lambda: make_tiny_cnn(rng)
+    models["reshape_rows_of_three"] = make_reshape_rows_of_three
     return models
 
 

@@ -5,7 +5,8 @@ import DNNScaler
 struct DNNScalerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dnnscaler",
-        abstract: "DNNScaler: an inference server that batches or multi-tenants each model to maximise throughput under its latency SLO.",
+        abstract:
+            "DNNScaler: an inference server that batches or multi-tenants each model to maximise throughput under its latency SLO.",
         subcommands: [ProfileCommand.self]
     )
 }

@@ -5,7 +5,8 @@ import Foundation
 struct ProfileCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "profile",
-        abstract: "Measure a model's throughput and latency over (instances x batch size) and decide batching vs multi-tenancy.",
+        abstract:
+            "Measure a model's throughput and latency over (instances x batch size) and decide batching vs multi-tenancy.",
         discussion: """
             Runs the model in process, one configuration after another: k instances (ONNX Runtime sessions),
             each with cores/k intra-op threads unless --threads says otherwise, each driven in a closed loop
@@ -79,10 +80,13 @@ struct ProfileCommand: ParsableCommand {
         let profile = try profiler.run(backendDescription: "onnxruntime \(runtime.version)") { event in
             switch event {
             case .started(let index, let total, let instances, let threads, let batchSize):
-                printError("[\(index)/\(total)] \(instances) instance(s) x \(threads) thread(s), batch \(batchSize) ...", terminator: "")
+                printError(
+                    "[\(index)/\(total)] \(instances) instance(s) x \(threads) thread(s), batch \(batchSize) ...",
+                    terminator: "")
             case .finished(_, _, let point):
                 printError(
-                    String(format: " %.1f/s, p%@ %.2f ms", point.throughput, formatPercentile(percentile),
+                    String(
+                        format: " %.1f/s, p%@ %.2f ms", point.throughput, formatPercentile(percentile),
                         point.latencyMs.atPercentile))
             case .skipped(let reason):
                 printError("note: \(reason)")

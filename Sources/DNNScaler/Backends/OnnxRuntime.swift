@@ -23,12 +23,15 @@ public final class OnnxRuntime: @unchecked Sendable {
         var error = [CChar](repeating: 0, count: 1024)
         let status = libraryPath.withCString { dns_ort_load($0, &error, error.count) }
         guard status == 0 else {
-            throw .libraryUnusable(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw .libraryUnusable(
+                String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         self.libraryPath = String(cString: dns_ort_loaded_path())
         self.version = String(cString: dns_ort_version_string())
         var environment: OpaquePointer?
-        try Self.check(dns_ort_create_env(3 /* ORT_LOGGING_LEVEL_ERROR */, "dnnscaler", &environment))
+        try Self.check(
+            dns_ort_create_env(
+                4 /* ORT_LOGGING_LEVEL_FATAL: errors come back as Swift errors */, "dnnscaler", &environment))
         var memoryInfo: OpaquePointer?
         try Self.check(dns_ort_create_cpu_memory_info(&memoryInfo))
         guard let environment, let memoryInfo else {
@@ -80,7 +83,8 @@ public enum OnnxRuntimeLibraryLocator {
         }
         if let fromEnvironment = environment[OnnxRuntime.libraryEnvironmentVariable], !fromEnvironment.isEmpty {
             guard fileManager.fileExists(atPath: fromEnvironment) else {
-                throw .libraryNotFound(searched: ["\(fromEnvironment) (from \(OnnxRuntime.libraryEnvironmentVariable))"])
+                throw .libraryNotFound(searched: ["\(fromEnvironment) (from \(OnnxRuntime.libraryEnvironmentVariable))"]
+                )
             }
             return fromEnvironment
         }

@@ -25,7 +25,8 @@ final class OnnxRuntimeSession: @unchecked Sendable {
         try OnnxRuntime.check(dns_ort_set_graph_optimization_level(options, optimize ? 99 : 0))
         var session: OpaquePointer?
         do {
-            try OnnxRuntime.check(path.withCString { dns_ort_create_session(runtime.environment, $0, options, &session) })
+            try OnnxRuntime.check(
+                path.withCString { dns_ort_create_session(runtime.environment, $0, options, &session) })
         } catch .runtimeFailed(let message) {
             throw .modelLoadFailed(path: path, reason: message)
         }

@@ -75,7 +75,8 @@ extension Profile {
         for (line, row) in rows.dropFirst().enumerated() {
             let fields = row.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
             guard fields.count == columns.count else {
-                throw ProfileFileError.malformedCSV("row \(line + 2) has \(fields.count) fields, expected \(columns.count)")
+                throw ProfileFileError.malformedCSV(
+                    "row \(line + 2) has \(fields.count) fields, expected \(columns.count)")
             }
             func value(_ name: String) -> String { fields[index[name] ?? 0] }
             func double(_ name: String) throws -> Double {
@@ -86,7 +87,8 @@ extension Profile {
             }
             func int(_ name: String) throws -> Int {
                 guard let parsed = Int(value(name)) else {
-                    throw ProfileFileError.malformedCSV("row \(line + 2): '\(value(name))' in \(name) is not an integer")
+                    throw ProfileFileError.malformedCSV(
+                        "row \(line + 2): '\(value(name))' in \(name) is not an integer")
                 }
                 return parsed
             }

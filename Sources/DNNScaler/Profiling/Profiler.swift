@@ -107,7 +107,8 @@ public struct Profiler: Sendable {
                 .started(
                     index: index + 1, total: configurations.count, instances: configuration.instances,
                     threads: threads, batchSize: configuration.batchSize))
-            let point = try measure(instances: configuration.instances, threads: threads, batchSize: configuration.batchSize)
+            let point = try measure(
+                instances: configuration.instances, threads: threads, batchSize: configuration.batchSize)
             points.append(point)
             progress(.finished(index: index + 1, total: configurations.count, point: point))
         }
@@ -120,7 +121,8 @@ public struct Profiler: Sendable {
     /// Measures one configuration: `instances` threads, each driving its own instance in a closed
     /// loop of `batchSize` batches for the configured duration.
     public func measure(instances: Int, threads: Int, batchSize: Int) throws(BackendError) -> ProfilePoint {
-        let sessions = try (0..<instances).map { (_) throws(BackendError) in try backend.makeInstance(threads: threads) }
+        let sessions = try (0..<instances).map { (_) throws(BackendError) in try backend.makeInstance(threads: threads)
+        }
         let inputs = try Self.sampleInputs(for: backend.metadata, batchSize: batchSize)
         for session in sessions {
             for _ in 0..<settings.warmupBatches { _ = try session.run(inputs, outputNames: nil) }
@@ -169,7 +171,9 @@ public struct Profiler: Sendable {
 
     /// Deterministic pseudo-random inputs of the model's shapes, with dynamic dimensions set to
     /// `batchSize` (first) or 1 (others).
-    public static func sampleInputs(for metadata: ModelMetadata, batchSize: Int) throws(BackendError) -> [String: Tensor] {
+    public static func sampleInputs(
+        for metadata: ModelMetadata, batchSize: Int
+    ) throws(BackendError) -> [String: Tensor] {
         var inputs: [String: Tensor] = [:]
         var generator = SplitMix64(seed: 0x5EED)
         for spec in metadata.inputs {
@@ -183,7 +187,8 @@ public struct Profiler: Sendable {
                     bytes.withUnsafeMutableBytes { raw in
                         for index in 0..<(count / 4) {
                             raw.storeBytes(
-                                of: Float(generator.next() >> 40) / Float(1 << 24), toByteOffset: index * 4, as: Float.self)
+                                of: Float(generator.next() >> 40) / Float(1 << 24), toByteOffset: index * 4,
+                                as: Float.self)
                         }
                     }
                 } else if spec.dataType == .bool {
