@@ -9,7 +9,13 @@ let package = Package(
         .executable(name: "dnnscaler", targets: ["dnnscaler"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // The project's own declarations of the ONNX Runtime C API slots it uses; loaded with dlopen.
@@ -19,18 +25,43 @@ let package = Package(
         ),
         .target(
             name: "DNNScaler",
-            dependencies: ["COnnxRuntime"]
+            dependencies: [
+                "COnnxRuntime",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // KServe v2 / Triton HTTP protocol, metrics endpoint, status API.
+        .target(
+            name: "DNNScalerServer",
+            dependencies: [
+                "DNNScaler",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .executableTarget(
             name: "dnnscaler",
             dependencies: [
                 "DNNScaler",
+                "DNNScalerServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(
             name: "DNNScalerTests",
             dependencies: ["DNNScaler"]
+        ),
+        .testTarget(
+            name: "DNNScalerServerTests",
+            dependencies: [
+                "DNNScalerServer",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,146 @@
+/// The seed paper's DNNScaler: the profile picks the lever, then
+/// - batching: every 3 s, bisect the batch limit within [1, 127] so the tail latency sits in
+///   [0.85 x SLO, SLO]; when the limit sits on a search bound and latency leaves the band, the
+///   range re-opens (how it follows SLO and load changes);
+/// - multi-tenancy: start with the largest instance count the profile predicts fits the SLO; every
+///   1 s add an instance below the band, remove the newest above the SLO; after a removal, hold
+///   (add nothing) until the tail leaves ±15% of the first latency seen after it; a new instance
+///   gets 3 s to warm up before the next decision.
+public struct DNNScalerPolicy: ScalingPolicy {
+    /// `dnnscaler`.
+    public let name = PolicyKind.dnnscaler.rawValue
+    /// 3 s for batching, 1 s for multi-tenancy, as in the paper.
+    public var period: Double { lever == .batching ? 3 : 1 }
+    /// The lever the profile chose.
+    public var mode: ScalingMode? { lever }
+    /// Batch 1 x 1 for batching; the largest fitting instance count at batch 1 for multi-tenancy.
+    public let initialConfiguration: ServingConfiguration
+
+    /// The lever the profile chose.
+    public let lever: ScalingMode
+    /// The upper end of the batch search (the paper's 127, or less if the model allows less).
+    public let maxBatch: Int
+    /// The most instances.
+    public let maxInstances: Int
+    /// Seconds a new instance gets before the next decision.
+    public let warmupSeconds = 3.0
+
+    private var searchLow = 1
+    private var searchHigh: Int
+    private var decideAfter = 0.0
+    private var holdAround: Double?
+    private var awaitingHoldReference = false
+
+    /// Creates the policy from the profile in `context` (batching when there is none).
+    public init(context: PolicyContext) {
+        lever = context.profile?.decision.mode ?? .batching
+        maxBatch = max(1, min(127, context.maxBatch))
+        maxInstances = max(1, context.maxInstances)
+        searchHigh = maxBatch
+        switch lever {
+        case .batching:
+            initialConfiguration = ServingConfiguration(batchLimit: 1, instances: 1)
+        case .multiTenancy:
+            let fitting = Self.largestFittingInstances(
+                profile: context.profile, sloMs: context.sloMs, maxInstances: maxInstances)
+            initialConfiguration = ServingConfiguration(batchLimit: 1, instances: fitting)
+        }
+    }
+
+    /// The largest instance count whose batch-1 latency, measured or linearly extrapolated from
+    /// the profile's measured counts, fits the SLO (the paper predicts it by matrix completion).
+    static func largestFittingInstances(profile: Profile?, sloMs: Double, maxInstances: Int) -> Int {
+        let measured = (profile?.points ?? []).filter { $0.batchSize == 1 }.sorted { $0.instances < $1.instances }
+        guard let first = measured.first else { return 1 }
+        let last = measured[measured.count - 1]
+        let slope =
+            last.instances > first.instances
+            ? (last.latencyMs.atPercentile - first.latencyMs.atPercentile) / Double(last.instances - first.instances)
+            : first.latencyMs.atPercentile
+        var best = 1
+        for instances in 1...maxInstances {
+            let predicted =
+                measured.first { $0.instances == instances }?.latencyMs.atPercentile
+                ?? last.latencyMs.atPercentile + slope * Double(instances - last.instances)
+            if predicted <= sloMs { best = instances }
+        }
+        return best
+    }
+
+    /// One step of bisection (batching) or instance stepping (multi-tenancy).
+    public mutating func decide(_ observation: Observation) -> Decision {
+        switch lever {
+        case .batching: decideBatch(observation)
+        case .multiTenancy: decideInstances(observation)
+        }
+    }
+
+    private mutating func decideBatch(_ observation: Observation) -> Decision {
+        var next = observation.current
+        next.instances = 1
+        guard let tail = observation.tailLatencyMs else {
+            return Decision(configuration: next, reason: "no completed requests: hold")
+        }
+        let batch = next.batchLimit
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        if tail < observation.bandLowMs {
+            if batch >= searchHigh { searchHigh = maxBatch }  // on the upper bound: re-open the range
+            guard batch < searchHigh else {
+                return Decision(configuration: next, reason: "tail \(tailText) below band at the largest batch: hold")
+            }
+            searchLow = batch
+            next.batchLimit = (batch + searchHigh + 1) / 2
+            return Decision(
+                configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit) (bisect)")
+        }
+        if tail > observation.sloMs {
+            if batch <= searchLow { searchLow = 1 }  // on the lower bound: re-open the range
+            guard batch > searchLow || batch > 1 else {
+                return Decision(configuration: next, reason: "tail \(tailText) above SLO at batch 1: hold")
+            }
+            searchHigh = batch
+            next.batchLimit = max(1, min(batch - 1, (searchLow + batch) / 2))
+            return Decision(
+                configuration: next, reason: "tail \(tailText) above SLO: batch down to \(next.batchLimit) (bisect)")
+        }
+        return Decision(configuration: next, reason: "tail \(tailText) in band: hold")
+    }
+
+    private mutating func decideInstances(_ observation: Observation) -> Decision {
+        var next = observation.current
+        next.batchLimit = 1
+        guard observation.time >= decideAfter else {
+            return Decision(configuration: next, reason: "new instance warming up: hold")
+        }
+        guard let tail = observation.tailLatencyMs else {
+            return Decision(configuration: next, reason: "no completed requests: hold")
+        }
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        if awaitingHoldReference {
+            holdAround = tail
+            awaitingHoldReference = false
+        }
+        if tail > observation.sloMs {
+            guard next.instances > 1 else {
+                return Decision(configuration: next, reason: "tail \(tailText) above SLO with 1 instance: hold")
+            }
+            next.instances -= 1
+            awaitingHoldReference = true
+            holdAround = nil
+            return Decision(configuration: next, reason: "tail \(tailText) above SLO: remove an instance")
+        }
+        if tail < observation.bandLowMs {
+            if let reference = holdAround, abs(tail - reference) <= 0.15 * reference {
+                return Decision(configuration: next, reason: "tail \(tailText) below band, holding after a removal")
+            }
+            holdAround = nil
+            guard next.instances < maxInstances else {
+                return Decision(configuration: next, reason: "tail \(tailText) below band at the most instances: hold")
+            }
+            next.instances += 1
+            decideAfter = observation.time + warmupSeconds
+            return Decision(configuration: next, reason: "tail \(tailText) below band: add an instance")
+        }
+        return Decision(configuration: next, reason: "tail \(tailText) in band: hold")
+    }
+}

@@ -1,0 +1,97 @@
+/// Batch x instances together (beyond the paper). Two time scales:
+/// - fast (every 1 s): the batch limit is bisected within the band, as DNNScaler's batching does;
+/// - slow: the instance count moves only when the batch loop is pinned at a bound - above the
+///   SLO at batch 1 removes an instance; below the band at the largest batch while requests queue
+///   adds one - and a new count gets 3 s to warm up.
+/// It starts from the profile's highest-throughput point whose per-batch latency leaves half the
+/// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode.
+public struct JointPolicy: ScalingPolicy {
+    /// `joint`.
+    public let name = PolicyKind.joint.rawValue
+    /// The fast loop's period.
+    public let period = 1.0
+    /// Whichever lever moved last.
+    public private(set) var mode: ScalingMode?
+    /// The profile's best point with room for queueing.
+    public let initialConfiguration: ServingConfiguration
+    /// The upper end of the batch search.
+    public let maxBatch: Int
+    /// The most instances.
+    public let maxInstances: Int
+
+    private var searchLow = 1
+    private var searchHigh: Int
+    private var decideAfter = 0.0
+
+    /// Creates the policy, seeded from the profile in `context`.
+    public init(context: PolicyContext) {
+        maxBatch = max(1, min(127, context.maxBatch))
+        maxInstances = max(1, context.maxInstances)
+        searchHigh = maxBatch
+        initialConfiguration = Self.seed(context: context, maxBatch: maxBatch, maxInstances: maxInstances)
+        mode = initialConfiguration.instances > 1 ? .multiTenancy : .batching
+    }
+
+    static func seed(context: PolicyContext, maxBatch: Int, maxInstances: Int) -> ServingConfiguration {
+        let points = (context.profile?.points ?? []).filter {
+            $0.batchSize <= maxBatch && $0.instances <= maxInstances
+        }
+        let roomy = points.filter { $0.latencyMs.atPercentile <= context.sloMs / 2 }
+        let chosen =
+            roomy.max { ($0.throughput, -$0.latencyMs.atPercentile) < ($1.throughput, -$1.latencyMs.atPercentile) }
+            ?? points.min { $0.latencyMs.atPercentile < $1.latencyMs.atPercentile }
+        guard let chosen else { return ServingConfiguration(batchLimit: 1, instances: 1) }
+        return ServingConfiguration(batchLimit: chosen.batchSize, instances: chosen.instances)
+    }
+
+    /// One step of the fast loop, and of the slow loop when the fast one is pinned.
+    public mutating func decide(_ observation: Observation) -> Decision {
+        var next = observation.current
+        guard observation.time >= decideAfter else {
+            return Decision(configuration: next, reason: "new instances warming up: hold")
+        }
+        guard let tail = observation.tailLatencyMs else {
+            return Decision(configuration: next, reason: "no completed requests: hold")
+        }
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        let batch = next.batchLimit
+        if tail > observation.sloMs {
+            if batch > 1 {
+                if batch <= searchLow { searchLow = 1 }
+                searchHigh = batch
+                next.batchLimit = max(1, min(batch - 1, (searchLow + batch) / 2))
+                mode = .batching
+                return Decision(
+                    configuration: next, reason: "tail \(tailText) above SLO: batch down to \(next.batchLimit)")
+            }
+            if next.instances > 1 {
+                next.instances -= 1
+                decideAfter = observation.time + 3
+                searchLow = 1
+                searchHigh = maxBatch
+                mode = .multiTenancy
+                return Decision(
+                    configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
+            }
+            return Decision(configuration: next, reason: "tail \(tailText) above SLO at batch 1 x 1: hold")
+        }
+        if tail < observation.bandLowMs {
+            if batch >= searchHigh { searchHigh = maxBatch }
+            if batch < searchHigh {
+                searchLow = batch
+                next.batchLimit = (batch + searchHigh + 1) / 2
+                mode = .batching
+                return Decision(configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
+            }
+            if observation.isBacklogged, next.instances < maxInstances {
+                next.instances += 1
+                decideAfter = observation.time + 3
+                mode = .multiTenancy
+                return Decision(
+                    configuration: next, reason: "tail \(tailText) below band at the largest batch, backlogged: add an instance")
+            }
+            return Decision(configuration: next, reason: "tail \(tailText) below band at the largest batch: hold")
+        }
+        return Decision(configuration: next, reason: "tail \(tailText) in band: hold")
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Synchronization
+
+/// A decision as the status API shows it.
+public struct DecisionRecord: Sendable, Codable, Equatable {
+    /// Seconds since the runtime started.
+    public var time: Double
+    /// The configuration decided.
+    public var configuration: ServingConfiguration
+    /// Why.
+    public var reason: String
+    /// The tail latency it was based on, in ms.
+    public var tailLatencyMs: Double?
+    /// Whether the configuration changed.
+    public var changed: Bool
+}
+
+/// Runs a policy against a live ``ModelRuntime``: once per policy period it builds an
+/// ``Observation`` from the runtime's latency window and counters, asks the policy, and applies
+/// the decision (hitless). Keeps the last decisions for the status API.
+public final class ModelController: Sendable {
+    /// The runtime it steers.
+    public let runtime: ModelRuntime
+    /// The latency percentile it steers by.
+    public let percentile: Double
+    private let state: Mutex<State>
+
+    private struct State {
+        var policy: any ScalingPolicy
+        var lastDecisionTime: Double
+        var lastArrivals: UInt64
+        var lastShed: UInt64
+        var decisions: [DecisionRecord] = []
+        var stopped = false
+    }
+
+    /// Creates a controller; applies the policy's initial configuration first (blocking).
+    public init(runtime: ModelRuntime, policy: any ScalingPolicy, percentile: Double) throws(BackendError) {
+        self.runtime = runtime
+        self.percentile = percentile
+        let snapshot = runtime.snapshot()
+        state = Mutex(
+            State(
+                policy: policy, lastDecisionTime: snapshot.time, lastArrivals: snapshot.statistics.arrivals,
+                lastShed: snapshot.statistics.shedCount))
+        try runtime.apply(policy.initialConfiguration)
+    }
+
+    /// The policy's name, the lever it tunes and its recent decisions (newest last).
+    public var status: (policy: String, mode: ScalingMode?, decisions: [DecisionRecord]) {
+        state.withLock { ($0.policy.name, $0.policy.mode, $0.decisions) }
+    }
+
+    /// Replaces the policy (e.g. after an SLO or policy change) and applies its start.
+    public func replacePolicy(_ policy: any ScalingPolicy) throws(BackendError) {
+        let snapshot = runtime.snapshot()
+        state.withLock {
+            $0.policy = policy
+            $0.lastDecisionTime = snapshot.time
+            $0.lastArrivals = snapshot.statistics.arrivals
+            $0.lastShed = snapshot.statistics.shedCount
+        }
+        try runtime.apply(policy.initialConfiguration)
+    }
+
+    /// Decides once if a policy period has passed since the last decision; returns the record.
+    /// Blocking when the decision changes the instance count (instances load and warm up).
+    @discardableResult
+    public func step() -> DecisionRecord? {
+        let snapshot = runtime.snapshot()
+        let (decision, observation): (Decision, Observation)? = state.withLock { state in
+            guard !state.stopped, snapshot.time - state.lastDecisionTime >= state.policy.period else { return nil }
+            let elapsed = max(1e-3, snapshot.time - state.lastDecisionTime)
+            let since = state.lastDecisionTime
+            let completed = snapshot.latencyWindow.count(since: since)
+            let observation = Observation(
+                time: snapshot.time, tailLatencyMs: snapshot.latencyWindow.percentile(percentile, since: since),
+                completed: completed,
+                arrivalRate: Double(snapshot.statistics.arrivals - state.lastArrivals) / elapsed,
+                throughput: Double(completed) / elapsed, shed: Int(snapshot.statistics.shedCount - state.lastShed),
+                queueLength: snapshot.queueLength, sloMs: runtime.currentSloMs, current: snapshot.configuration)
+            state.lastDecisionTime = snapshot.time
+            state.lastArrivals = snapshot.statistics.arrivals
+            state.lastShed = snapshot.statistics.shedCount
+            return (state.policy.decide(observation), observation)
+        } ?? nil
+        guard let (decision, observation) else { return nil }
+        let changed = decision.configuration != observation.current
+        var reason = decision.reason
+        if changed {
+            do {
+                try runtime.apply(decision.configuration)
+            } catch {
+                reason += "; applying failed: \(error)"
+            }
+        }
+        let record = DecisionRecord(
+            time: observation.time, configuration: runtime.currentConfiguration, reason: reason,
+            tailLatencyMs: observation.tailLatencyMs, changed: changed)
+        state.withLock { state in
+            state.decisions.append(record)
+            if state.decisions.count > 50 { state.decisions.removeFirst(state.decisions.count - 50) }
+        }
+        return record
+    }
+
+    /// Stops deciding (the runtime keeps serving with its last configuration).
+    public func stop() {
+        state.withLock { $0.stopped = true }
+    }
+
+    /// Steps every `tick` on a dedicated thread (decisions may block while instances load) until
+    /// ``stop()``; `onDecision` sees each changed decision.
+    public func startLoop(tick: Duration = .milliseconds(200), onDecision: @escaping @Sendable (DecisionRecord) -> Void)
+    {
+        let thread = Thread { [self] in
+            while !state.withLock({ $0.stopped }) {
+                if let record = step(), record.changed { onDecision(record) }
+                Thread.sleep(forTimeInterval: Profiler.milliseconds(tick) / 1000)
+            }
+        }
+        thread.name = "dnnscaler-controller-\(runtime.name)"
+        thread.start()
+    }
+}

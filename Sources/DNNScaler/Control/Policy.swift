@@ -1,0 +1,120 @@
+/// What a policy sees once per control period: the tail of per-request latency over the period
+/// just ended, the load, and the configuration in force.
+public struct Observation: Sendable, Equatable {
+    /// Seconds since the controller started (injected time: policies read no clock).
+    public var time: Double
+    /// The latency percentile (e.g. p99) of requests completed in the period, in ms; `nil` if none.
+    public var tailLatencyMs: Double?
+    /// Requests completed in the period.
+    public var completed: Int
+    /// Requests that arrived in the period (served or not), per second.
+    public var arrivalRate: Double
+    /// Requests completed per second in the period.
+    public var throughput: Double
+    /// Requests shed in the period.
+    public var shed: Int
+    /// Requests waiting at the end of the period.
+    public var queueLength: Int
+    /// The SLO in ms.
+    public var sloMs: Double
+    /// The configuration in force during the period.
+    public var current: ServingConfiguration
+
+    /// Creates an observation.
+    public init(
+        time: Double, tailLatencyMs: Double?, completed: Int = 0, arrivalRate: Double = 0, throughput: Double = 0,
+        shed: Int = 0, queueLength: Int = 0, sloMs: Double, current: ServingConfiguration
+    ) {
+        self.time = time
+        self.tailLatencyMs = tailLatencyMs
+        self.completed = completed
+        self.arrivalRate = arrivalRate
+        self.throughput = throughput
+        self.shed = shed
+        self.queueLength = queueLength
+        self.sloMs = sloMs
+        self.current = current
+    }
+
+    /// The band the tail latency should sit in: [0.85 x SLO, SLO].
+    public var bandLowMs: Double { 0.85 * sloMs }
+
+    /// Whether requests are waiting or being refused: the load is at or above capacity.
+    public var isBacklogged: Bool { shed > 0 || queueLength > current.instances * current.batchLimit }
+}
+
+/// A policy's answer: the configuration to serve with next, and why.
+public struct Decision: Sendable, Equatable {
+    /// The configuration to apply.
+    public var configuration: ServingConfiguration
+    /// A short human-readable reason, shown in the status API and logs.
+    public var reason: String
+
+    /// Creates a decision.
+    public init(configuration: ServingConfiguration, reason: String) {
+        self.configuration = configuration
+        self.reason = reason
+    }
+}
+
+/// A scaling policy: a value holding its own state, `decide(observation) -> decision`, with no
+/// clock, no I/O and no actor, so the server, the simulator and the tests run the same code.
+public protocol ScalingPolicy: Sendable {
+    /// The name users select it by (`--policy`).
+    var name: String { get }
+    /// Seconds between decisions.
+    var period: Double { get }
+    /// The lever it tunes now.
+    var mode: ScalingMode? { get }
+    /// The configuration to start with.
+    var initialConfiguration: ServingConfiguration { get }
+    /// Decides the next configuration from what was observed over the last period.
+    mutating func decide(_ observation: Observation) -> Decision
+}
+
+/// The policies `--policy` can name.
+public enum PolicyKind: String, Sendable, Codable, CaseIterable {
+    /// The seed paper's DNNScaler: profile -> mode, then bisect the batch or step the instances.
+    case dnnscaler
+    /// Batch x instances together: fast batch loop, slow instance loop, seeded from the profile.
+    case joint
+    /// Clipper's AIMD batching on one instance (the paper's baseline).
+    case clipperAIMD = "clipper-aimd"
+    /// A fixed configuration.
+    case `static`
+}
+
+/// What a policy may use to start: the model's profile (or a quick probe) and the limits.
+public struct PolicyContext: Sendable {
+    /// The profile that decides the mode and seeds the start.
+    public var profile: Profile?
+    /// The largest batch limit allowed.
+    public var maxBatch: Int
+    /// The most instances allowed.
+    public var maxInstances: Int
+    /// The SLO in ms.
+    public var sloMs: Double
+
+    /// Creates a context.
+    public init(profile: Profile?, maxBatch: Int, maxInstances: Int, sloMs: Double) {
+        self.profile = profile
+        self.maxBatch = maxBatch
+        self.maxInstances = maxInstances
+        self.sloMs = sloMs
+    }
+}
+
+/// Builds policies by kind.
+public enum PolicyFactory {
+    /// A policy of `kind`; `fixed` is what `static` serves (default batch 1 x 1 instance).
+    public static func make(
+        _ kind: PolicyKind, context: PolicyContext, fixed: ServingConfiguration? = nil
+    ) -> any ScalingPolicy {
+        switch kind {
+        case .dnnscaler: DNNScalerPolicy(context: context)
+        case .joint: JointPolicy(context: context)
+        case .clipperAIMD: ClipperAIMDPolicy(maxBatch: context.maxBatch)
+        case .static: StaticPolicy(configuration: fixed ?? ServingConfiguration(batchLimit: 1, instances: 1))
+        }
+    }
+}

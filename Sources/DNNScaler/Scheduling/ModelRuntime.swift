@@ -1,0 +1,498 @@
+import DequeModule
+import Foundation
+
+/// Settings of a ``ModelRuntime`` that do not change online.
+public struct RuntimeSettings: Sendable, Equatable {
+    /// The most requests waiting in the queue; more are refused at once.
+    public var maxQueueSize: Int
+    /// The largest batch the model may run (the controller's batch limit stays below it).
+    public var maxBatchSize: Int
+    /// Cores the instances share: each of k instances gets max(1, cores / k) intra-op threads.
+    public var cores: Int
+    /// The latency SLO in ms: the default deadline of a request.
+    public var sloMs: Double
+    /// Refuse a request at arrival when the queue ahead cannot be served before its deadline.
+    public var admissionControl: Bool
+
+    /// Creates settings.
+    public init(
+        maxQueueSize: Int = 1024, maxBatchSize: Int = 128, cores: Int = SystemInfo.cpuCores, sloMs: Double = 100,
+        admissionControl: Bool = true
+    ) {
+        self.maxQueueSize = maxQueueSize
+        self.maxBatchSize = maxBatchSize
+        self.cores = cores
+        self.sloMs = sloMs
+        self.admissionControl = admissionControl
+    }
+}
+
+/// A point-in-time view of a runtime, for the controller, metrics and status.
+public struct RuntimeSnapshot: Sendable {
+    /// The configuration requests are served with now.
+    public var configuration: ServingConfiguration
+    /// Requests waiting.
+    public var queueLength: Int
+    /// Requests being computed.
+    public var inFlight: Int
+    /// Cumulative statistics.
+    public var statistics: ModelStatistics
+    /// Seconds since the runtime started (the time axis of ``latencyWindow``).
+    public var time: Double
+    /// Recent per-request latencies.
+    public var latencyWindow: LatencyWindow
+}
+
+/// Serves one loaded model: a bounded, deadline-aware queue; a dynamic batcher that never waits
+/// when idle (unless a queue delay is configured); a pool of instances, each on its own thread,
+/// each with cores / instances intra-op threads; and hitless reconfiguration.
+public final class ModelRuntime: @unchecked Sendable {
+    /// The model's name.
+    public let name: String
+    /// What the model takes and gives.
+    public let metadata: ModelMetadata
+    /// Settings (the queue limit can change online, see ``updateLimits(maxQueueSize:)``).
+    public var settings: RuntimeSettings {
+        condition.lock()
+        defer { condition.unlock() }
+        return currentSettings
+    }
+
+    private let backend: any InferenceBackend
+    private let clock = ContinuousClock()
+    private let start: ContinuousClock.Instant
+    // Everything below is guarded by `condition`.
+    private let condition = NSCondition()
+    private var queue: Deque<PendingRequest> = []
+    private var queuedSamples = 0
+    private var configuration: ServingConfiguration
+    private var generation = 0
+    private var liveWorkers = 0
+    private var inFlight = 0
+    private var accepting = false
+    private var statistics = ModelStatistics()
+    private var window = LatencyWindow()
+    private var sloMs: Double
+    private var currentSettings: RuntimeSettings
+    /// Recent backend time per sample and per batch, for admission estimates.
+    private var msPerSample: Double?
+    private var msPerBatch: Double?
+    /// Serialises reconfigurations.
+    private let reconfiguration = NSLock()
+
+    /// Creates the runtime and its first instances (blocking: loads and warms the sessions).
+    public init(
+        backend: any InferenceBackend, settings: RuntimeSettings, initial: ServingConfiguration
+    ) throws(BackendError) {
+        self.backend = backend
+        self.metadata = backend.metadata
+        self.name = backend.metadata.name
+        self.currentSettings = settings
+        self.sloMs = settings.sloMs
+        self.start = clock.now
+        let initial = Self.normalized(initial, settings: settings, metadata: backend.metadata)
+        configuration = initial
+        let instances = try Self.makeWarmInstances(backend: backend, count: initial.instances, cores: settings.cores)
+        condition.lock()
+        accepting = true
+        startWorkers(instances)
+        condition.unlock()
+    }
+
+    // MARK: Serving
+
+    /// Serves one request: validates it, admits or refuses it, waits for its batch and returns its outputs.
+    public func infer(_ request: InferenceRequest) async throws(SchedulingError) -> InferenceResponse {
+        do {
+            try metadata.validate(inputs: request.inputs, outputNames: request.outputNames)
+        } catch {
+            condition.lock()
+            statistics.arrivals += 1
+            statistics.rejectedCount += 1
+            condition.unlock()
+            throw .backend(error)
+        }
+        let batchSize = request.batchSize
+        let consistentBatch = request.inputs.values.allSatisfy { $0.shape.first == batchSize }
+        guard batchSize >= 1, consistentBatch else {
+            condition.lock()
+            statistics.arrivals += 1
+            statistics.rejectedCount += 1
+            condition.unlock()
+            throw .backend(.invalidArgument("all inputs must have the same batch size (first dimension) of at least 1"))
+        }
+        let key = metadata.inputs.map { request.inputs[$0.name].map { Array($0.shape.dropFirst()) } ?? [] }
+        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>) in
+            if let refusal = enqueue(request, batchSize: batchSize, key: key, continuation: continuation) {
+                continuation.resume(returning: .failure(refusal))
+            }
+        }
+        return try result.get()
+    }
+
+    /// Adds a request to the queue, or returns why it is refused.
+    private func enqueue(
+        _ request: InferenceRequest, batchSize: Int, key: [[Int]],
+        continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
+    ) -> SchedulingError? {
+        let now = clock.now
+        condition.lock()
+        defer { condition.unlock() }
+        statistics.arrivals += 1
+        guard accepting else {
+            return .unavailable("model '\(name)' is not accepting requests (unloading or stopped)")
+        }
+        guard queue.count < currentSettings.maxQueueSize else {
+            statistics.shedCount += 1
+            return .queueFull(limit: currentSettings.maxQueueSize)
+        }
+        let budgetMs = request.timeoutMs ?? sloMs
+        if currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: batchSize), estimate > budgetMs {
+            statistics.shedCount += 1
+            return .deadlineUnreachable(estimatedMs: estimate, budgetMs: budgetMs)
+        }
+        let pending = PendingRequest(
+            request: request, batchSize: batchSize, key: key, arrival: now,
+            deadline: now.advanced(by: .nanoseconds(Int64(min(budgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
+            continuation: continuation)
+        queue.append(pending)
+        queuedSamples += batchSize
+        condition.signal()
+        return nil
+    }
+
+    /// How long until a request of `samples` would finish if queued now: the queue ahead served by
+    /// all instances, plus its own batch. `nil` until the backend has been timed.
+    private func estimatedCompletionMs(addingSamples samples: Int) -> Double? {
+        guard let msPerSample, let msPerBatch else { return nil }
+        let instances = Double(max(1, configuration.instances))
+        return Double(queuedSamples) * msPerSample / instances + max(msPerBatch, Double(samples) * msPerSample)
+    }
+
+    // MARK: Workers
+
+    private func startWorkers(_ instances: [any ModelInstance]) {
+        // Called with the lock held.
+        let workerGeneration = generation
+        for instance in instances {
+            liveWorkers += 1
+            let thread = Thread { [self] in
+                workerLoop(instance: instance, generation: workerGeneration)
+            }
+            thread.name = "dnnscaler-\(name)-g\(workerGeneration)"
+            thread.stackSize = 4 << 20
+            thread.start()
+        }
+    }
+
+    private func workerLoop(instance: any ModelInstance, generation workerGeneration: Int) {
+        while let batch = nextBatch(generation: workerGeneration) {
+            execute(batch, on: instance)
+        }
+        condition.lock()
+        liveWorkers -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Waits for work and takes the next batch: the oldest request plus the compatible requests
+    /// behind it, up to the batch limit. `nil` when this worker's generation has been replaced.
+    private func nextBatch(generation workerGeneration: Int) -> [PendingRequest]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            guard workerGeneration == generation else { return nil }
+            dropExpiredRequests()
+            if let oldest = queue.first {
+                let limit = configuration.batchLimit
+                if configuration.maxQueueDelayMs > 0, queuedSamples < limit {
+                    let fillDeadline = oldest.arrival.advanced(by: .microseconds(Int64(configuration.maxQueueDelayMs * 1000)))
+                    let remaining = clock.now.duration(to: fillDeadline)
+                    if remaining > .zero {
+                        _ = condition.wait(until: Date(timeIntervalSinceNow: Profiler.milliseconds(remaining) / 1000))
+                        continue
+                    }
+                }
+                var batch = [queue.removeFirst()]
+                var samples = batch[0].batchSize
+                while let next = queue.first, next.key == batch[0].key, samples + next.batchSize <= limit,
+                    metadata.supportsBatching
+                {
+                    batch.append(queue.removeFirst())
+                    samples += next.batchSize
+                }
+                queuedSamples -= samples
+                inFlight += batch.count
+                return batch
+            }
+            condition.wait()
+        }
+    }
+
+    /// Fails queued requests whose deadline has passed (lock held).
+    private func dropExpiredRequests() {
+        let now = clock.now
+        while let first = queue.first, first.deadline < now {
+            queue.removeFirst()
+            queuedSamples -= first.batchSize
+            statistics.shedCount += 1
+            let waited = Profiler.milliseconds(first.arrival.duration(to: now))
+            first.continuation.resume(returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: first.budgetMs)))
+        }
+    }
+
+    private func execute(_ batch: [PendingRequest], on instance: any ModelInstance) {
+        let started = clock.now
+        let outcome: Result<[[String: Tensor]], BackendError>
+        var inputDone = started
+        var inferDone = started
+        do throws(BackendError) {
+            let inputs = try Self.batchInputs(batch)
+            inputDone = clock.now
+            let wanted = Self.commonOutputNames(batch)
+            let outputs = try instance.run(inputs, outputNames: wanted)
+            inferDone = clock.now
+            outcome = .success(try Self.splitOutputs(outputs, batch: batch))
+        } catch {
+            inferDone = clock.now
+            outcome = .failure(error)
+        }
+        let finished = clock.now
+        let inputNs = Self.nanoseconds(started.duration(to: inputDone))
+        let inferNs = Self.nanoseconds(inputDone.duration(to: inferDone))
+        let outputNs = Self.nanoseconds(inferDone.duration(to: finished))
+        let samples = batch.reduce(0) { $0 + $1.batchSize }
+        let wallMs = UInt64(Date().timeIntervalSince1970 * 1000)
+
+        condition.lock()
+        inFlight -= batch.count
+        let time = Profiler.milliseconds(start.duration(to: finished)) / 1000
+        switch outcome {
+        case .success:
+            statistics.executionCount += 1
+            statistics.inferenceCount += UInt64(samples)
+            statistics.batches[samples, default: DurationStatistic()].add(inferNs)
+            statistics.lastInferenceMs = wallMs
+            let batchMs = Double(inferNs) / 1e6
+            msPerBatch = Self.smoothed(msPerBatch, batchMs)
+            msPerSample = Self.smoothed(msPerSample, batchMs / Double(samples))
+        case .failure:
+            break
+        }
+        for pending in batch {
+            let endToEnd = Self.nanoseconds(pending.arrival.duration(to: finished))
+            let queued = Self.nanoseconds(pending.arrival.duration(to: started))
+            switch outcome {
+            case .success:
+                statistics.success.add(endToEnd)
+                statistics.queue.add(queued)
+                statistics.computeInput.add(inputNs)
+                statistics.computeInfer.add(inferNs)
+                statistics.computeOutput.add(outputNs)
+                window.record(time: time, latencyMs: Double(endToEnd) / 1e6)
+            case .failure:
+                statistics.failure.add(endToEnd)
+            }
+        }
+        condition.broadcast()
+        condition.unlock()
+
+        for (index, pending) in batch.enumerated() {
+            switch outcome {
+            case .success(let perRequest):
+                let outputs = (pending.request.outputNames ?? metadata.outputs.map(\.name)).compactMap { name in
+                    perRequest[index][name].map { (name: name, tensor: $0) }
+                }
+                pending.continuation.resume(
+                    returning: .success(
+                        InferenceResponse(
+                            id: pending.request.id, outputs: outputs,
+                            queueNanoseconds: Self.nanoseconds(pending.arrival.duration(to: started)),
+                            computeNanoseconds: inferNs, executedBatchSize: samples)))
+            case .failure(let error):
+                pending.continuation.resume(returning: .failure(.backend(error)))
+            }
+        }
+    }
+
+    private static func batchInputs(_ batch: [PendingRequest]) throws(BackendError) -> [String: Tensor] {
+        if batch.count == 1 { return batch[0].request.inputs }
+        var inputs: [String: Tensor] = [:]
+        for name in batch[0].request.inputs.keys {
+            do {
+                inputs[name] = try Tensor.concatenatingBatches(batch.compactMap { $0.request.inputs[name] })
+            } catch {
+                throw .invalidTensor(error)
+            }
+        }
+        return inputs
+    }
+
+    /// The outputs to compute: the one list all requests share, or all (`nil`) when they differ.
+    private static func commonOutputNames(_ batch: [PendingRequest]) -> [String]? {
+        let first = batch[0].request.outputNames
+        return batch.allSatisfy { $0.request.outputNames == first } ? first : nil
+    }
+
+    private static func splitOutputs(
+        _ outputs: [String: Tensor], batch: [PendingRequest]
+    ) throws(BackendError) -> [[String: Tensor]] {
+        if batch.count == 1 { return [outputs] }
+        var perRequest = [[String: Tensor]](repeating: [:], count: batch.count)
+        let sizes = batch.map(\.batchSize)
+        for (name, tensor) in outputs {
+            do {
+                for (index, part) in try tensor.splittingBatches(sizes).enumerated() { perRequest[index][name] = part }
+            } catch {
+                throw .runtimeFailed(message: "output '\(name)' cannot be split per request: \(error)")
+            }
+        }
+        return perRequest
+    }
+
+    // MARK: Configuration
+
+    /// The configuration in force.
+    public var currentConfiguration: ServingConfiguration {
+        condition.lock()
+        defer { condition.unlock() }
+        return configuration
+    }
+
+    /// The SLO requests are served against.
+    public var currentSloMs: Double {
+        condition.lock()
+        defer { condition.unlock() }
+        return sloMs
+    }
+
+    /// Changes the default deadline of new requests.
+    public func setSlo(ms: Double) {
+        condition.lock()
+        sloMs = ms
+        condition.unlock()
+    }
+
+    /// Changes the queue limit; requests already queued stay.
+    public func updateLimits(maxQueueSize: Int) {
+        condition.lock()
+        currentSettings.maxQueueSize = max(1, maxQueueSize)
+        condition.unlock()
+    }
+
+    /// Applies a configuration without dropping requests. Batch limit and queue delay change at
+    /// once; a new instance count builds and warms new instances first, then switches, and the
+    /// old instances finish their current batch before they go. Blocking while instances load.
+    public func apply(_ requested: ServingConfiguration) throws(BackendError) {
+        reconfiguration.lock()
+        defer { reconfiguration.unlock() }
+        let settings = self.settings
+        let target = Self.normalized(requested, settings: settings, metadata: metadata)
+        let current = currentConfiguration
+        if target.instances != current.instances {
+            let instances = try Self.makeWarmInstances(backend: backend, count: target.instances, cores: settings.cores)
+            condition.lock()
+            configuration = target
+            generation += 1
+            if accepting { startWorkers(instances) }
+            condition.broadcast()
+            condition.unlock()
+        } else {
+            condition.lock()
+            configuration = target
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    /// Stops accepting requests, serves everything queued and in flight, then stops the instances.
+    /// Blocking; returns when the last worker has finished.
+    public func drainAndStop() {
+        condition.lock()
+        accepting = false
+        while !queue.isEmpty || inFlight > 0 {
+            condition.wait()
+        }
+        generation += 1
+        condition.broadcast()
+        while liveWorkers > 0 {
+            condition.wait()
+        }
+        condition.unlock()
+    }
+
+    /// A consistent view for the controller, metrics and status.
+    public func snapshot() -> RuntimeSnapshot {
+        let now = clock.now
+        condition.lock()
+        defer { condition.unlock() }
+        return RuntimeSnapshot(
+            configuration: configuration, queueLength: queue.count, inFlight: inFlight, statistics: statistics,
+            time: Profiler.milliseconds(start.duration(to: now)) / 1000, latencyWindow: window)
+    }
+
+    /// Whether the runtime accepts requests.
+    public var isReady: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return accepting && liveWorkers > 0
+    }
+
+    // MARK: Helpers
+
+    private static func normalized(
+        _ configuration: ServingConfiguration, settings: RuntimeSettings, metadata: ModelMetadata
+    ) -> ServingConfiguration {
+        configuration.clamped(
+            maxBatch: metadata.supportsBatching ? settings.maxBatchSize : 1, maxInstances: max(1, settings.cores * 4))
+    }
+
+    private static func makeWarmInstances(
+        backend: any InferenceBackend, count: Int, cores: Int
+    ) throws(BackendError) -> [any ModelInstance] {
+        let threads = max(1, cores / max(1, count))
+        let warmup = try Profiler.sampleInputs(for: backend.metadata, batchSize: 1)
+        return try (0..<count).map { (_) throws(BackendError) -> any ModelInstance in
+            let instance = try backend.makeInstance(threads: threads)
+            _ = try instance.run(warmup, outputNames: nil)
+            return instance
+        }
+    }
+
+    private static func smoothed(_ previous: Double?, _ sample: Double) -> Double {
+        guard let previous else { return sample }
+        return previous * 0.8 + sample * 0.2
+    }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+    }
+}
+
+/// A request waiting in the queue. Its continuation is resumed exactly once: by the worker that
+/// runs it, or by the queue when its deadline passes.
+final class PendingRequest: @unchecked Sendable {
+    let request: InferenceRequest
+    let batchSize: Int
+    /// Shapes after the batch dimension, per model input: requests batch together only when equal.
+    let key: [[Int]]
+    let arrival: ContinuousClock.Instant
+    let deadline: ContinuousClock.Instant
+    let budgetMs: Double
+    let continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
+
+    init(
+        request: InferenceRequest, batchSize: Int, key: [[Int]], arrival: ContinuousClock.Instant,
+        deadline: ContinuousClock.Instant, budgetMs: Double,
+        continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
+    ) {
+        self.request = request
+        self.batchSize = batchSize
+        self.key = key
+        self.arrival = arrival
+        self.deadline = deadline
+        self.budgetMs = budgetMs
+        self.continuation = continuation
+    }
+}

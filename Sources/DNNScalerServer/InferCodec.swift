@@ -1,0 +1,289 @@
+import DNNScaler
+import Foundation
+import NIOCore
+
+/// A decoded KServe v2 inference request, with how each output should be returned.
+struct DecodedInferRequest {
+    var request: InferenceRequest
+    /// Requested outputs with their binary flag (`nil`: all outputs, using `binaryByDefault`).
+    var outputs: [(name: String, binary: Bool)]?
+    /// `binary_data_output` from the request parameters.
+    var binaryByDefault: Bool
+}
+
+/// Decodes and encodes KServe v2 inference messages: JSON tensors, and Triton's binary tensor
+/// extension (a JSON header of `Inference-Header-Content-Length` bytes, then raw tensor bytes).
+enum InferCodec {
+    /// The deepest JSON array nesting accepted for tensor data.
+    static let maxNesting = 64
+
+    static func decode(
+        body: ByteBuffer, headerLength: Int?, metadata: ModelMetadata
+    ) throws(ServerError) -> DecodedInferRequest {
+        let total = body.readableBytes
+        let jsonLength = headerLength ?? total
+        guard jsonLength >= 0, jsonLength <= total else {
+            throw .badRequest(
+                "Inference-Header-Content-Length is \(jsonLength) but the body has only \(total) bytes")
+        }
+        if jsonLength == 0 {
+            throw .badRequest("raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON header")
+        }
+        guard let headerBytes = body.getBytes(at: body.readerIndex, length: jsonLength) else {
+            throw .badRequest("cannot read the JSON header")
+        }
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(headerBytes))
+        } catch {
+            throw .badRequest("malformed JSON in the request header: \(error.localizedDescription)")
+        }
+        guard let object = parsed as? [String: Any] else { throw .badRequest("the request must be a JSON object") }
+        var binaryOffset = body.readerIndex + jsonLength
+        let binaryEnd = body.readerIndex + total
+
+        let id = (object["id"] as? String) ?? ""
+        let parameters = object["parameters"] as? [String: Any] ?? [:]
+        var timeoutMs: Double?
+        if let timeout = parameters["timeout"] {
+            guard let microseconds = (timeout as? NSNumber)?.doubleValue, microseconds > 0, !(timeout is Bool) else {
+                throw .badRequest("parameter 'timeout' must be a positive number of microseconds")
+            }
+            timeoutMs = microseconds / 1000
+        }
+        let binaryByDefault = (parameters["binary_data_output"] as? Bool) ?? false
+
+        guard let inputList = object["inputs"] as? [Any] else { throw .badRequest("the request has no 'inputs' array") }
+        var inputs: [String: Tensor] = [:]
+        for entry in inputList {
+            guard let input = entry as? [String: Any] else { throw .badRequest("each input must be a JSON object") }
+            guard let name = input["name"] as? String else { throw .badRequest("an input has no 'name'") }
+            guard inputs[name] == nil else { throw .badRequest("input '\(name)' appears twice") }
+            guard let typeName = input["datatype"] as? String else {
+                throw .badRequest("input '\(name)' has no 'datatype'")
+            }
+            guard let dataType = DataType(kserveName: typeName) else {
+                throw .badRequest("input '\(name)' has unsupported datatype '\(typeName)'")
+            }
+            guard let shapeValues = input["shape"] as? [Any] else { throw .badRequest("input '\(name)' has no 'shape'") }
+            var shape: [Int] = []
+            for value in shapeValues {
+                guard let number = value as? NSNumber, !(value is Bool), let dimension = Int(exactly: number.doubleValue),
+                    dimension >= 0
+                else {
+                    throw .badRequest("input '\(name)' shape must hold non-negative integers, got \(shapeValues)")
+                }
+                shape.append(dimension)
+            }
+            let byteCount: Int
+            do {
+                byteCount = try Shape.byteCount(shape, dataType: dataType)
+            } catch {
+                throw .badRequest("input '\(name)': \(error)")
+            }
+            let inputParameters = input["parameters"] as? [String: Any] ?? [:]
+            if let size = inputParameters["binary_data_size"] {
+                guard let sizeNumber = size as? NSNumber, let binarySize = Int(exactly: sizeNumber.doubleValue),
+                    binarySize >= 0
+                else { throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer") }
+                guard binarySize == byteCount else {
+                    throw .badRequest(
+                        "input '\(name)': binary_data_size \(binarySize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)")
+                }
+                guard binaryEnd - binaryOffset >= binarySize else {
+                    throw .badRequest(
+                        "input '\(name)': the body ends \(binarySize - (binaryEnd - binaryOffset)) bytes short of its binary data")
+                }
+                let tensor = body.withUnsafeReadableBytes { raw in
+                    let start = binaryOffset - body.readerIndex
+                    return Result { () throws(TensorError) in
+                        try Tensor(
+                            dataType: dataType, shape: shape,
+                            copying: UnsafeRawBufferPointer(rebasing: raw[start..<(start + binarySize)]))
+                    }
+                }
+                do {
+                    inputs[name] = try tensor.get()
+                } catch {
+                    throw .badRequest("input '\(name)': \(error)")
+                }
+                binaryOffset += binarySize
+            } else {
+                guard let data = input["data"] else { throw .badRequest("input '\(name)' has neither 'data' nor binary_data_size") }
+                inputs[name] = try tensorFromJSON(data, name: name, dataType: dataType, shape: shape)
+            }
+        }
+        guard binaryOffset == binaryEnd else {
+            throw .badRequest("the body has \(binaryEnd - binaryOffset) bytes of binary data that no input claims")
+        }
+
+        var outputs: [(name: String, binary: Bool)]?
+        if let outputList = object["outputs"] as? [Any] {
+            outputs = []
+            for entry in outputList {
+                guard let output = entry as? [String: Any], let name = output["name"] as? String else {
+                    throw .badRequest("each requested output must be an object with a 'name'")
+                }
+                let binary = ((output["parameters"] as? [String: Any])?["binary_data"] as? Bool) ?? binaryByDefault
+                outputs?.append((name, binary))
+            }
+        }
+        let request = InferenceRequest(
+            id: id, inputs: inputs, outputNames: outputs.map { $0.map(\.name) }, timeoutMs: timeoutMs)
+        return DecodedInferRequest(request: request, outputs: outputs, binaryByDefault: binaryByDefault)
+    }
+
+    /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`.
+    static func tensorFromJSON(_ data: Any, name: String, dataType: DataType, shape: [Int]) throws(ServerError) -> Tensor {
+        var flat: [Any] = []
+        try flatten(data, into: &flat, depth: 0, name: name)
+        let expected: Int
+        do {
+            expected = try Shape.elementCount(shape)
+        } catch {
+            throw .badRequest("input '\(name)': \(error)")
+        }
+        guard flat.count == expected else {
+            throw .badRequest("input '\(name)' has \(flat.count) values, shape \(shape) needs \(expected)")
+        }
+        do {
+            switch dataType {
+            case .bool:
+                return try Tensor(shape: shape, values: try flat.map { (value) throws(ServerError) -> Bool in
+                    if let flag = value as? Bool { return flag }
+                    throw .badRequest("input '\(name)': BOOL data must be true or false, got \(value)")
+                })
+            case .uint8: return try Tensor(shape: shape, values: try integers(flat, UInt8.self, name))
+            case .uint16: return try Tensor(shape: shape, values: try integers(flat, UInt16.self, name))
+            case .uint32: return try Tensor(shape: shape, values: try integers(flat, UInt32.self, name))
+            case .uint64: return try Tensor(shape: shape, values: try integers(flat, UInt64.self, name))
+            case .int8: return try Tensor(shape: shape, values: try integers(flat, Int8.self, name))
+            case .int16: return try Tensor(shape: shape, values: try integers(flat, Int16.self, name))
+            case .int32: return try Tensor(shape: shape, values: try integers(flat, Int32.self, name))
+            case .int64: return try Tensor(shape: shape, values: try integers(flat, Int64.self, name))
+            case .fp32: return try Tensor(shape: shape, values: try floats(flat, name).map { Float($0) })
+            case .fp64: return try Tensor(shape: shape, values: try floats(flat, name))
+            case .fp16, .bf16:
+                throw ServerError.badRequest("input '\(name)': \(dataType) cannot be sent as JSON; use binary tensor data")
+            }
+        } catch let error as ServerError {
+            throw error
+        } catch {
+            throw .badRequest("input '\(name)': \(error)")
+        }
+    }
+
+    private static func flatten(_ value: Any, into flat: inout [Any], depth: Int, name: String) throws(ServerError) {
+        guard depth <= maxNesting else { throw .badRequest("input '\(name)': data is nested deeper than \(maxNesting)") }
+        if let array = value as? [Any] {
+            for element in array { try flatten(element, into: &flat, depth: depth + 1, name: name) }
+        } else {
+            flat.append(value)
+        }
+    }
+
+    private static func integers<Element: FixedWidthInteger & TensorElement>(
+        _ values: [Any], _ type: Element.Type, _ name: String
+    ) throws(ServerError) -> [Element] {
+        var result: [Element] = []
+        result.reserveCapacity(values.count)
+        for value in values {
+            guard let number = value as? NSNumber, !(value is Bool) else {
+                throw .badRequest("input '\(name)': \(Element.dataType) data must be integers, got \(value)")
+            }
+            let converted: Element?
+            if Element.isSigned {
+                converted = Element(exactly: number.int64Value).flatMap { number.doubleValue == Double($0) ? $0 : nil }
+            } else {
+                converted = number.doubleValue < 0 ? nil : Element(exactly: number.uint64Value)
+                    .flatMap { abs(number.doubleValue - Double($0)) < 1 ? $0 : nil }
+            }
+            guard let converted else {
+                throw .badRequest("input '\(name)': \(value) is not a valid \(Element.dataType) value")
+            }
+            result.append(converted)
+        }
+        return result
+    }
+
+    private static func floats(_ values: [Any], _ name: String) throws(ServerError) -> [Double] {
+        var result: [Double] = []
+        result.reserveCapacity(values.count)
+        for value in values {
+            guard let number = value as? NSNumber, !(value is Bool) else {
+                throw .badRequest("input '\(name)': floating-point data must be numbers, got \(value)")
+            }
+            result.append(number.doubleValue)
+        }
+        return result
+    }
+
+    // MARK: Encoding
+
+    /// The response body and the length of its JSON part when binary outputs follow (else `nil`).
+    static func encode(
+        _ response: InferenceResponse, modelName: String, version: String, decoded: DecodedInferRequest
+    ) -> (body: ByteBuffer, jsonLength: Int?) {
+        var json = #"{"model_name":"# + jsonString(modelName) + #","model_version":"# + jsonString(version)
+        json += #","id":"# + jsonString(response.id) + #","outputs":["#
+        var binaryParts: [Tensor] = []
+        for (index, output) in response.outputs.enumerated() {
+            let binary = decoded.outputs?.first { $0.name == output.name }?.binary ?? decoded.binaryByDefault
+            let tensor = output.tensor
+            if index > 0 { json += "," }
+            json += #"{"name":"# + jsonString(output.name) + #","datatype":""# + tensor.dataType.rawValue + #"","shape":["#
+            json += tensor.shape.map(String.init).joined(separator: ",") + "]"
+            if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16 {
+                json += #","parameters":{"binary_data_size":\#(tensor.byteCount)}}"#
+                binaryParts.append(tensor)
+            } else {
+                json += #","data":["# + jsonValues(tensor) + "]}"
+            }
+        }
+        json += "]}"
+        var buffer = ByteBuffer()
+        let jsonLength = buffer.writeString(json)
+        for tensor in binaryParts {
+            tensor.withUnsafeBytes { buffer.writeBytes($0) }
+        }
+        return (buffer, binaryParts.isEmpty ? nil : jsonLength)
+    }
+
+    static func jsonValues(_ tensor: Tensor) -> String {
+        func join<Element: TensorElement>(_ type: Element.Type, _ render: (Element) -> String) -> String {
+            ((try? tensor.values(as: type)) ?? []).map(render).joined(separator: ",")
+        }
+        switch tensor.dataType {
+        case .bool: return join(Bool.self) { $0 ? "true" : "false" }
+        case .uint8: return join(UInt8.self) { String($0) }
+        case .uint16: return join(UInt16.self) { String($0) }
+        case .uint32: return join(UInt32.self) { String($0) }
+        case .uint64: return join(UInt64.self) { String($0) }
+        case .int8: return join(Int8.self) { String($0) }
+        case .int16: return join(Int16.self) { String($0) }
+        case .int32: return join(Int32.self) { String($0) }
+        case .int64: return join(Int64.self) { String($0) }
+        case .fp32: return join(Float.self) { $0.isFinite ? "\($0)" : "null" }
+        case .fp64: return join(Double.self) { $0.isFinite ? "\($0)" : "null" }
+        case .fp16, .bf16: return ""
+        }
+    }
+
+    /// A JSON string literal (quotes included) for `text`.
+    static func jsonString(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case let control where control.value < 0x20:
+                result += String(format: "\\u%04x", control.value)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result + "\""
+    }
+}

@@ -1,0 +1,277 @@
+import DNNScaler
+import Foundation
+import Hummingbird
+
+/// The KServe v2 / Triton HTTP routes (docs: ../shared/docs/protocol.md).
+public struct InferenceRoutes: Sendable {
+    /// The server version reported by `GET /v2`.
+    public static let serverVersion = "0.1.0"
+    /// Protocol extensions advertised by `GET /v2`.
+    public static let extensions = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
+    /// The header that carries the JSON length of a binary request or response.
+    static let headerLengthField = HTTPField.Name("Inference-Header-Content-Length")!
+
+    let manager: ModelManager
+    let metrics: ServerMetrics
+    let maxBodyBytes: Int
+
+    /// Creates the routes.
+    public init(manager: ModelManager, metrics: ServerMetrics, maxBodyBytes: Int = 64 << 20) {
+        self.manager = manager
+        self.metrics = metrics
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// A router with every route.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
+        router.get("/v2/health/ready") { _, _ -> Response in
+            manager.allReady ? Response(status: .ok) : Response.json(["error": "models are loading"], status: .serviceUnavailable)
+        }
+        router.get("/v2") { _, _ -> Response in
+            Response.json(["name": "dnnscaler", "version": Self.serverVersion, "extensions": Self.extensions])
+        }
+        for prefix in ["/v2/models/:name", "/v2/models/:name/versions/:version"] {
+            router.get(RouterPath(prefix)) { _, context -> Response in
+                let model = try manager.model(named: try context.parameters.require("name"), version: context.parameters.get("version"))
+                return Response.json(Self.metadataJSON(model))
+            }
+            router.get(RouterPath(prefix + "/ready")) { _, context -> Response in
+                let name = try context.parameters.require("name")
+                do {
+                    _ = try manager.model(named: name, version: context.parameters.get("version"))
+                    return Response.json(["name": name, "ready": true])
+                } catch {
+                    if error.status == .notFound { throw error }
+                    return Response.json(["name": name, "ready": false], status: .serviceUnavailable)
+                }
+            }
+            router.get(RouterPath(prefix + "/config")) { _, context -> Response in
+                let model = try manager.model(named: try context.parameters.require("name"), version: context.parameters.get("version"))
+                return Response.json(Self.configJSON(model))
+            }
+            router.get(RouterPath(prefix + "/stats")) { _, context -> Response in
+                let model = try manager.model(named: try context.parameters.require("name"), version: context.parameters.get("version"))
+                return Response.json(["model_stats": [Self.statisticsJSON(model)]])
+            }
+            router.post(RouterPath(prefix + "/infer")) { request, context -> Response in
+                try await infer(request: request, context: context)
+            }
+        }
+        router.get("/v2/models/stats") { _, _ -> Response in
+            Response.json(["model_stats": manager.readyModels.map(Self.statisticsJSON)])
+        }
+        router.post("/v2/repository/index") { request, _ -> Response in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            var readyOnly = false
+            if body.readableBytes > 0 {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+                    throw ServerError.badRequest("repository index body must be a JSON object such as {\"ready\": true}")
+                }
+                readyOnly = (object["ready"] as? Bool) ?? false
+            }
+            return Response.json(manager.index(readyOnly: readyOnly))
+        }
+        router.post("/v2/repository/models/:name/load") { request, context -> Response in
+            let name = try context.parameters.require("name")
+            let body = try await request.body.collect(upTo: maxBodyBytes)
+            var override: Data?
+            if body.readableBytes > 0 {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+                    throw ServerError.badRequest("load body must be a JSON object")
+                }
+                if let parameters = object["parameters"] as? [String: Any], let config = parameters["config"] {
+                    guard let text = config as? String else {
+                        throw ServerError.badRequest("parameters.config must be a string holding the model config JSON")
+                    }
+                    override = Data(text.utf8)
+                }
+            }
+            try await manager.load(name: name, override: override)
+            return Response(status: .ok)
+        }
+        router.post("/v2/repository/models/:name/unload") { _, context -> Response in
+            try await manager.unload(name: try context.parameters.require("name"))
+            return Response(status: .ok)
+        }
+        router.get("/dnnscaler/status") { _, _ -> Response in
+            Response.json(["models": manager.readyModels.map(Self.statusJSON)])
+        }
+        return router
+    }
+
+    // MARK: Inference
+
+    private func infer(request: Request, context: BasicRequestContext) async throws -> Response {
+        let name = try context.parameters.require("name")
+        let model = try manager.model(named: name, version: context.parameters.get("version"))
+        let version = String(model.version)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maxBodyBytes)
+        } catch {
+            metrics.recordFailure(model: name, version: version, reason: "invalid")
+            throw ServerError(status: .contentTooLarge, message: "request body exceeds the \(maxBodyBytes)-byte limit")
+        }
+        var headerLength: Int?
+        if let value = request.headers[Self.headerLengthField] {
+            guard let parsed = Int(value.trimmingCharacters(in: .whitespaces)) else {
+                metrics.recordFailure(model: name, version: version, reason: "invalid")
+                throw ServerError.badRequest("Inference-Header-Content-Length must be an integer, got '\(value)'")
+            }
+            headerLength = parsed
+        }
+        let decoded: DecodedInferRequest
+        do {
+            decoded = try InferCodec.decode(body: body, headerLength: headerLength, metadata: model.runtime.metadata)
+        } catch {
+            metrics.recordFailure(model: name, version: version, reason: "invalid")
+            throw error
+        }
+        let start = ContinuousClock.now
+        let response: InferenceResponse
+        do {
+            response = try await model.runtime.infer(decoded.request)
+        } catch {
+            let reason: String
+            switch error {
+            case .backend(.runtimeFailed): reason = "backend"
+            case .backend: reason = "invalid"
+            case .unavailable: reason = "unavailable"
+            default: reason = "shed"
+            }
+            metrics.recordFailure(model: name, version: version, reason: reason)
+            throw ServerError(error)
+        }
+        metrics.recordSuccess(
+            model: name, version: version, latency: start.duration(to: .now),
+            queue: .nanoseconds(Int64(response.queueNanoseconds)))
+        let (responseBody, jsonLength) = InferCodec.encode(response, modelName: name, version: version, decoded: decoded)
+        var headers: HTTPFields = [:]
+        if let jsonLength {
+            headers[.contentType] = "application/octet-stream"
+            headers[Self.headerLengthField] = String(jsonLength)
+        } else {
+            headers[.contentType] = "application/json"
+        }
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
+    }
+
+    // MARK: JSON documents
+
+    static func metadataJSON(_ model: ServedModel) -> [String: Any] {
+        let metadata = model.runtime.metadata
+        func tensors(_ specs: [TensorSpec]) -> [[String: Any]] {
+            specs.map { ["name": $0.name, "datatype": $0.dataType.rawValue, "shape": $0.shape] }
+        }
+        return [
+            "name": model.name, "versions": [String(model.version)], "platform": metadata.platform,
+            "inputs": tensors(metadata.inputs), "outputs": tensors(metadata.outputs),
+        ]
+    }
+
+    /// Triton's ModelConfig as protobuf JSON (int64 as strings, enums as names).
+    static func configJSON(_ model: ServedModel) -> [String: Any] {
+        let metadata = model.runtime.metadata
+        let batching = metadata.supportsBatching
+        let configuration = model.runtime.currentConfiguration
+        let options = model.options
+        func tensors(_ specs: [TensorSpec]) -> [[String: Any]] {
+            specs.map { spec in
+                let dims = batching ? Array(spec.shape.dropFirst()) : spec.shape
+                return ["name": spec.name, "data_type": "TYPE_\(tritonTypeName(spec.dataType))", "dims": dims.map(String.init)]
+            }
+        }
+        return [
+            "name": model.name, "platform": metadata.platform, "backend": "onnxruntime",
+            "max_batch_size": batching ? options.maxBatchSize : 0,
+            "input": tensors(metadata.inputs), "output": tensors(metadata.outputs),
+            "instance_group": [["name": model.name, "kind": "KIND_CPU", "count": configuration.instances]],
+            "dynamic_batching": [
+                "max_queue_delay_microseconds": String(Int(configuration.maxQueueDelayMs * 1000)),
+                "default_queue_policy": ["max_queue_size": String(options.maxQueueSize)],
+            ],
+            "dnnscaler": [
+                "slo_ms": options.sloMs, "percentile": options.percentile, "policy": options.policy.rawValue,
+                "batch_limit": configuration.batchLimit, "instances": configuration.instances,
+            ],
+        ]
+    }
+
+    static func tritonTypeName(_ dataType: DataType) -> String {
+        switch dataType {
+        case .bool: "BOOL"
+        case .uint8: "UINT8"
+        case .uint16: "UINT16"
+        case .uint32: "UINT32"
+        case .uint64: "UINT64"
+        case .int8: "INT8"
+        case .int16: "INT16"
+        case .int32: "INT32"
+        case .int64: "INT64"
+        case .fp16: "FP16"
+        case .bf16: "BF16"
+        case .fp32: "FP32"
+        case .fp64: "FP64"
+        }
+    }
+
+    /// Triton's `$model_stat`.
+    static func statisticsJSON(_ model: ServedModel) -> [String: Any] {
+        let statistics = model.runtime.snapshot().statistics
+        func duration(_ value: DurationStatistic) -> [String: Any] { ["count": value.count, "ns": value.ns] }
+        let zero = duration(DurationStatistic())
+        return [
+            "name": model.name, "version": String(model.version), "last_inference": statistics.lastInferenceMs,
+            "inference_count": statistics.inferenceCount, "execution_count": statistics.executionCount,
+            "inference_stats": [
+                "success": duration(statistics.success), "fail": duration(statistics.failure),
+                "queue": duration(statistics.queue), "compute_input": duration(statistics.computeInput),
+                "compute_infer": duration(statistics.computeInfer), "compute_output": duration(statistics.computeOutput),
+                "cache_hit": zero, "cache_miss": zero,
+            ],
+            "batch_stats": statistics.batches.keys.sorted().map { size -> [String: Any] in
+                let batch = statistics.batches[size] ?? DurationStatistic()
+                return [
+                    "batch_size": size, "compute_input": ["count": batch.count, "ns": 0],
+                    "compute_infer": duration(batch), "compute_output": ["count": batch.count, "ns": 0],
+                ]
+            },
+        ]
+    }
+
+    /// DNNScaler's status document for one model.
+    static func statusJSON(_ model: ServedModel) -> [String: Any] {
+        let snapshot = model.runtime.snapshot()
+        let status = model.controller.status
+        let options = model.options
+        let decision = model.profile.decision
+        return [
+            "name": model.name, "version": String(model.version), "policy": status.policy,
+            "mode": status.mode?.rawValue ?? "fixed", "slo_ms": options.sloMs, "percentile": options.percentile,
+            "configuration": [
+                "batch_limit": snapshot.configuration.batchLimit, "instances": snapshot.configuration.instances,
+                "threads_per_instance": max(1, model.runtime.settings.cores / snapshot.configuration.instances),
+                "max_queue_delay_ms": snapshot.configuration.maxQueueDelayMs,
+            ],
+            "window_tail_latency_ms": snapshot.latencyWindow.percentile(options.percentile, since: snapshot.time - 3)
+                as Any? ?? NSNull(),
+            "queue_length": snapshot.queueLength, "in_flight": snapshot.inFlight,
+            "shed": snapshot.statistics.shedCount, "succeeded": snapshot.statistics.success.count,
+            "failed": snapshot.statistics.failure.count,
+            "profile": [
+                "mode": decision.mode.rawValue, "batching_gain": decision.batchingGain,
+                "multi_tenancy_gain": decision.multiTenancyGain,
+                "baseline_throughput": decision.baselineThroughput,
+            ],
+            "decisions": status.decisions.suffix(10).map { record -> [String: Any] in
+                [
+                    "time_s": record.time, "batch_limit": record.configuration.batchLimit,
+                    "instances": record.configuration.instances, "reason": record.reason, "changed": record.changed,
+                    "tail_latency_ms": record.tailLatencyMs as Any? ?? NSNull(),
+                ]
+            },
+        ]
+    }
+}

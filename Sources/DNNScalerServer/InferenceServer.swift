@@ -1,0 +1,112 @@
+import DNNScaler
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// Where and what the server serves.
+public struct ServerSettings: Sendable {
+    /// The address to bind.
+    public var host: String
+    /// KServe v2 / Triton HTTP port.
+    public var httpPort: Int
+    /// Prometheus metrics port.
+    public var metricsPort: Int
+    /// The model repository.
+    public var repository: ModelRepository
+    /// Models to load at start (`nil`: all in the repository).
+    public var models: [String]?
+    /// Options every model starts from.
+    public var defaults: ModelServingOptions
+    /// The largest request body accepted, in bytes.
+    public var maxBodyBytes: Int
+
+    /// Creates settings.
+    public init(
+        host: String = "0.0.0.0", httpPort: Int = 8000, metricsPort: Int = 8002, repository: ModelRepository,
+        models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20
+    ) {
+        self.host = host
+        self.httpPort = httpPort
+        self.metricsPort = metricsPort
+        self.repository = repository
+        self.models = models
+        self.defaults = defaults
+        self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// The whole server: models, the HTTP front end, the metrics endpoint, graceful shutdown.
+public struct InferenceServer: Sendable {
+    /// Settings.
+    public let settings: ServerSettings
+    /// The models.
+    public let manager: ModelManager
+    /// The metrics.
+    public let metrics: ServerMetrics
+    private let logger: Logger
+
+    /// Creates the server; nothing runs until ``run()`` or ``services(onHTTPRunning:)``.
+    public init(settings: ServerSettings, runtime: OnnxRuntime, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+        manager = ModelManager(repository: settings.repository, defaults: settings.defaults, runtime: runtime, logger: logger)
+        metrics = ServerMetrics()
+    }
+
+    /// The HTTP application (KServe v2 routes).
+    public func httpApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        Application(
+            router: InferenceRoutes(manager: manager, metrics: metrics, maxBodyBytes: settings.maxBodyBytes).router(),
+            configuration: .init(address: .hostname(settings.host, port: settings.httpPort), serverName: "dnnscaler"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+    }
+
+    /// The metrics application (`GET /metrics`, Prometheus text).
+    public func metricsApplication() -> some ApplicationProtocol {
+        let router = Router()
+        let manager = self.manager
+        let metrics = self.metrics
+        router.get("/metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.render(models: manager.readyModels))))
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(settings.host, port: settings.metricsPort), serverName: "dnnscaler"),
+            logger: logger)
+    }
+
+    /// Runs until SIGINT or SIGTERM: loads the models, serves, then stops accepting, finishes the
+    /// requests in flight, drains the queues and returns.
+    public func run() async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: ModelService(manager: manager, names: settings.models, logger: logger)),
+                    .init(service: metricsApplication()),
+                    .init(service: httpApplication()),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}
+
+/// Loads the models at start and drains them at shutdown (after the HTTP server has stopped).
+struct ModelService: Service {
+    let manager: ModelManager
+    let names: [String]?
+    let logger: Logger
+
+    func run() async throws {
+        await manager.loadAll(names: names)
+        logger.info("all models loaded", metadata: ["ready": "\(manager.readyModels.map(\.name))"])
+        try? await gracefulShutdown()
+        logger.info("draining models")
+        await manager.stopAll()
+        logger.info("models drained")
+    }
+}

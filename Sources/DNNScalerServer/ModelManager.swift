@@ -1,0 +1,202 @@
+import DNNScaler
+import Foundation
+import Logging
+import Synchronization
+
+/// The state of a model in the repository, as the repository index shows it.
+public enum ModelState: String, Sendable {
+    /// Loading (profiling, warming up).
+    case loading = "LOADING"
+    /// Serving.
+    case ready = "READY"
+    /// Not serving: unloaded, or failed to load (see the reason).
+    case unavailable = "UNAVAILABLE"
+}
+
+/// Loads, serves and unloads the models of a repository.
+public final class ModelManager: Sendable {
+    /// The repository.
+    public let repository: ModelRepository
+    /// Options every model starts from, before its config file.
+    public let defaults: ModelServingOptions
+    private let runtime: OnnxRuntime
+    private let cores: Int
+    private let logger: Logger
+    private let entries = Mutex<[String: Entry]>([:])
+
+    private struct Entry {
+        var state: ModelState
+        var reason: String
+        var model: ServedModel?
+        var version: Int?
+    }
+
+    /// Creates a manager; nothing is loaded yet.
+    public init(
+        repository: ModelRepository, defaults: ModelServingOptions, runtime: OnnxRuntime,
+        cores: Int = SystemInfo.cpuCores, logger: Logger
+    ) {
+        self.repository = repository
+        self.defaults = defaults
+        self.runtime = runtime
+        self.cores = cores
+        self.logger = logger
+    }
+
+    /// A ready model by name (and version, if given).
+    public func model(named name: String, version: String? = nil) throws(ServerError) -> ServedModel {
+        let entry = entries.withLock { $0[name] }
+        guard let entry else {
+            throw .notFound("unknown model '\(name)'")
+        }
+        guard let model = entry.model, entry.state == .ready else {
+            throw .unavailable("model '\(name)' is not ready (\(entry.state.rawValue)\(entry.reason.isEmpty ? "" : ": \(entry.reason)"))")
+        }
+        if let version, version != String(model.version) {
+            throw .notFound("model '\(name)' has no version '\(version)' (served: \(model.version))")
+        }
+        return model
+    }
+
+    /// Ready models.
+    public var readyModels: [ServedModel] {
+        entries.withLock { $0.values.compactMap { $0.state == .ready ? $0.model : nil } }.sorted { $0.name < $1.name }
+    }
+
+    /// Whether the model exists in the map at all (any state).
+    public func isKnown(_ name: String) -> Bool {
+        entries.withLock { $0[name] != nil }
+    }
+
+    /// Whether every model that should serve does: no model is loading.
+    public var allReady: Bool {
+        entries.withLock { entries in !entries.isEmpty && entries.values.allSatisfy { $0.state != .loading } }
+    }
+
+    /// The repository index: every model folder and every model known, with its state.
+    public func index(readyOnly: Bool) -> [[String: Any]] {
+        let known = entries.withLock { $0 }
+        let names = Set(repository.modelNames()).union(known.keys).sorted()
+        return names.compactMap { name in
+            let entry = known[name]
+            let state = entry?.state ?? .unavailable
+            if readyOnly && state != .ready { return nil }
+            var row: [String: Any] = ["name": name, "state": state.rawValue]
+            if let version = entry?.version ?? repository.versions(of: name).last { row["version"] = String(version) }
+            row["reason"] = entry?.reason ?? (entry == nil ? "not loaded" : "")
+            return row
+        }
+    }
+
+    /// Loads every model in the repository (or only `names`), one after another. Failures are
+    /// recorded (the index shows them UNAVAILABLE with the reason) and do not stop the others.
+    public func loadAll(names: [String]? = nil) async {
+        for name in names ?? repository.modelNames() {
+            _ = try? await load(name: name, override: nil)
+        }
+    }
+
+    /// Loads a model, or, if it is loaded, applies `override` (a model config JSON) to it without
+    /// a restart. Returns when the model is ready.
+    public func load(name: String, override: Data?) async throws(ServerError) {
+        if let existing = entries.withLock({ $0[name]?.state == .ready ? $0[name]?.model : nil }) {
+            var options = existing.options
+            if let override { options = try options.applying(configJSON: override) }
+            do {
+                try await runBlocking { () throws(BackendError) in try existing.update(options: options) }
+            } catch {
+                throw ServerError(error)
+            }
+            logger.info("reconfigured model", metadata: ["model": "\(name)", "slo_ms": "\(options.sloMs)", "policy": "\(options.policy.rawValue)"])
+            return
+        }
+        let path: String
+        let version: Int
+        do {
+            path = try repository.modelFile(name: name)
+            version = repository.versions(of: name).last ?? 1
+        } catch {
+            throw .notFound(error.description)
+        }
+        var options = defaults
+        let configPath = "\(repository.root)/\(name)/config.json"
+        do {
+            if let data = FileManager.default.contents(atPath: configPath) {
+                options = try options.applying(configJSON: data)
+            }
+            if let override { options = try options.applying(configJSON: override) }
+        } catch {
+            setEntry(name, Entry(state: .unavailable, reason: "bad config: \(error.message)", model: nil, version: version))
+            throw error
+        }
+        setEntry(name, Entry(state: .loading, reason: "profiling and warming up", model: nil, version: version))
+        logger.info("loading model", metadata: ["model": "\(name)", "path": "\(path)"])
+        let cores = self.cores
+        let runtime = self.runtime
+        let loadOptions = options
+        do {
+            let model = try await runBlocking { () throws(BackendError) -> ServedModel in
+                try ServedModel.load(
+                    name: name, version: version, path: path, options: loadOptions, runtime: runtime, cores: cores)
+            }
+            let logger = self.logger
+            model.controller.startLoop { record in
+                logger.info(
+                    "controller decision",
+                    metadata: [
+                        "model": "\(name)", "configuration": "\(record.configuration)", "reason": "\(record.reason)",
+                    ])
+            }
+            setEntry(name, Entry(state: .ready, reason: "", model: model, version: version))
+            let decision = model.profile.decision
+            logger.info(
+                "model ready",
+                metadata: [
+                    "model": "\(name)", "policy": "\(options.policy.rawValue)", "slo_ms": "\(options.sloMs)",
+                    "profile_mode": "\(decision.mode.rawValue)",
+                    "configuration": "\(model.runtime.currentConfiguration)",
+                ])
+        } catch {
+            setEntry(name, Entry(state: .unavailable, reason: error.description, model: nil, version: version))
+            logger.error("model failed to load", metadata: ["model": "\(name)", "error": "\(error)"])
+            throw ServerError(status: .badRequest, message: "failed to load '\(name)': \(error)")
+        }
+    }
+
+    /// Unloads a model: stops accepting its requests, serves what is queued, frees its instances.
+    public func unload(name: String) async throws(ServerError) {
+        let model = entries.withLock { $0[name]?.model }
+        guard entries.withLock({ $0[name] }) != nil else { throw .notFound("unknown model '\(name)'") }
+        setEntry(name, Entry(state: .unavailable, reason: "unloaded", model: nil, version: model?.version))
+        if let model {
+            await runBlocking { model.stop() }
+        }
+        logger.info("unloaded model", metadata: ["model": "\(name)"])
+    }
+
+    /// Drains and stops every model (graceful shutdown).
+    public func stopAll() async {
+        let models = entries.withLock { entries in entries.values.compactMap(\.model) }
+        for model in models {
+            await runBlocking { model.stop() }
+        }
+    }
+
+    private func setEntry(_ name: String, _ entry: Entry) {
+        entries.withLock { $0[name] = entry }
+    }
+}
+
+/// Runs blocking work (model loading, draining) on its own thread, off the cooperative pool.
+func runBlocking<Result: Sendable, Failure: Error>(
+    _ work: @escaping @Sendable () throws(Failure) -> Result
+) async throws(Failure) -> Result {
+    let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Swift.Result<Result, Failure>, Never>) in
+        let thread = Thread {
+            continuation.resume(returning: Swift.Result { () throws(Failure) -> Result in try work() })
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+    return try outcome.get()
+}

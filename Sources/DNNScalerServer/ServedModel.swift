@@ -1,0 +1,88 @@
+import DNNScaler
+import Foundation
+import Synchronization
+
+/// One loaded model: its runtime, its controller and how it is served.
+public final class ServedModel: Sendable {
+    /// The model's name.
+    public let name: String
+    /// The served version.
+    public let version: Int
+    /// The runtime that serves requests.
+    public let runtime: ModelRuntime
+    /// The controller that tunes it.
+    public let controller: ModelController
+    /// The profile the policy was built from.
+    public let profile: Profile
+    private let currentOptions: Mutex<ModelServingOptions>
+
+    init(
+        name: String, version: Int, runtime: ModelRuntime, controller: ModelController, profile: Profile,
+        options: ModelServingOptions
+    ) {
+        self.name = name
+        self.version = version
+        self.runtime = runtime
+        self.controller = controller
+        self.profile = profile
+        self.currentOptions = Mutex(options)
+    }
+
+    /// How it is served now.
+    public var options: ModelServingOptions { currentOptions.withLock { $0 } }
+
+    /// Loads a model: backend, a quick profile (or the saved one), runtime and controller. Blocking.
+    static func load(
+        name: String, version: Int, path: String, options: ModelServingOptions, runtime ortRuntime: OnnxRuntime,
+        cores: Int
+    ) throws(BackendError) -> ServedModel {
+        let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime)
+        let profile = try quickProfile(backend: backend, options: options, cores: cores)
+        let settings = RuntimeSettings(
+            maxQueueSize: options.maxQueueSize, maxBatchSize: options.maxBatchSize, cores: cores, sloMs: options.sloMs)
+        let policy = makePolicy(options: options, profile: profile, metadata: backend.metadata)
+        let runtime = try ModelRuntime(backend: backend, settings: settings, initial: policy.initialConfiguration)
+        let controller = try ModelController(runtime: runtime, policy: policy, percentile: options.percentile)
+        return ServedModel(
+            name: name, version: version, runtime: runtime, controller: controller, profile: profile, options: options)
+    }
+
+    /// A short profile over instances {1, cores} x batch {1, 8}: enough for the mode decision and
+    /// the joint policy's seed.
+    static func quickProfile(
+        backend: any InferenceBackend, options: ModelServingOptions, cores: Int
+    ) throws(BackendError) -> Profile {
+        let instanceCounts = Array(Set([1, min(cores, options.maxInstances)])).sorted()
+        let settings = ProfilerSettings(
+            batchSizes: [1, min(8, options.maxBatchSize)].reduce(into: []) { if !$0.contains($1) { $0.append($1) } },
+            instanceCounts: instanceCounts, durationSeconds: options.probeSeconds, warmupBatches: 1,
+            percentile: options.percentile, sloMs: options.sloMs)
+        return try Profiler(backend: backend, settings: settings).run(backendDescription: "quick probe at load")
+    }
+
+    static func makePolicy(options: ModelServingOptions, profile: Profile, metadata: ModelMetadata) -> any ScalingPolicy {
+        let context = PolicyContext(
+            profile: profile, maxBatch: metadata.supportsBatching ? options.maxBatchSize : 1,
+            maxInstances: options.maxInstances, sloMs: options.sloMs)
+        return PolicyFactory.make(
+            options.policy, context: context,
+            fixed: ServingConfiguration(
+                batchLimit: options.staticBatchSize, instances: options.staticInstances,
+                maxQueueDelayMs: options.maxQueueDelayMs))
+    }
+
+    /// Applies new options without a restart: SLO, percentile-independent limits and the policy.
+    func update(options newOptions: ModelServingOptions) throws(BackendError) {
+        runtime.setSlo(ms: newOptions.sloMs)
+        runtime.updateLimits(maxQueueSize: newOptions.maxQueueSize)
+        let policy = Self.makePolicy(options: newOptions, profile: profile, metadata: runtime.metadata)
+        try controller.replacePolicy(policy)
+        currentOptions.withLock { $0 = newOptions }
+    }
+
+    /// Stops the controller, serves what is queued, stops the instances. Blocking.
+    func stop() {
+        controller.stop()
+        runtime.drainAndStop()
+    }
+}

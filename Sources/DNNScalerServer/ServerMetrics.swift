@@ -1,0 +1,95 @@
+import DNNScaler
+import Foundation
+import Prometheus
+import Synchronization
+
+/// Prometheus metrics per model, on swift-prometheus: Triton's names where they fit
+/// (`nv_inference_*`), DNNScaler's own (`dnnscaler_*`) for the controller's state.
+public final class ServerMetrics: Sendable {
+    /// The registry `/metrics` renders.
+    public let registry = PrometheusCollectorRegistry()
+    private let lastSeen = Mutex<[String: ModelStatistics]>([:])
+    private static let latencyBuckets: [Duration] = [
+        .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+        .milliseconds(20), .milliseconds(50), .milliseconds(100), .milliseconds(200), .milliseconds(500),
+        .seconds(1), .seconds(2), .seconds(5),
+    ]
+
+    /// Creates an empty registry.
+    public init() {}
+
+    /// Records one answered request.
+    func recordSuccess(model: String, version: String, latency: Duration, queue: Duration) {
+        let labels = [("model", model), ("version", version)]
+        registry.makeCounter(name: "nv_inference_request_success", labels: labels, help: "Successful inference requests")
+            .increment()
+        registry.makeDurationHistogram(
+            name: "dnnscaler_request_latency_seconds", labels: labels, buckets: Self.latencyBuckets,
+            help: "End-to-end request latency in the server (arrival to response)"
+        ).recordNanoseconds(Int64(latency.components.seconds) * 1_000_000_000 + latency.components.attoseconds / 1_000_000_000)
+        registry.makeDurationHistogram(
+            name: "dnnscaler_queue_time_seconds", labels: labels, buckets: Self.latencyBuckets,
+            help: "Time requests spent queued before their batch ran"
+        ).recordNanoseconds(Int64(queue.components.seconds) * 1_000_000_000 + queue.components.attoseconds / 1_000_000_000)
+    }
+
+    /// Records one failed request with a reason: `shed`, `invalid`, `unavailable` or `backend`.
+    func recordFailure(model: String, version: String, reason: String) {
+        registry.makeCounter(
+            name: "nv_inference_request_failure", labels: [("model", model), ("version", version), ("reason", reason)],
+            help: "Failed inference requests by reason"
+        ).increment()
+    }
+
+    /// Brings the state gauges and cumulative counters up to date before a scrape.
+    func refresh(models: [ServedModel]) {
+        for model in models {
+            let labels = [("model", model.name), ("version", String(model.version))]
+            let snapshot = model.runtime.snapshot()
+            let statistics = snapshot.statistics
+            let previous = lastSeen.withLock { $0[model.name] } ?? ModelStatistics()
+            func counter(_ name: String, _ help: String, _ now: UInt64, _ before: UInt64) {
+                let counter = registry.makeCounter(name: name, labels: labels, help: help)
+                if now > before { counter.increment(by: Int64(now - before)) }
+            }
+            counter("nv_inference_count", "Inferences performed (a batch of 4 counts 4)", statistics.inferenceCount,
+                previous.inferenceCount)
+            counter("nv_inference_exec_count", "Batches executed", statistics.executionCount, previous.executionCount)
+            counter("nv_inference_request_duration_us", "Cumulative end-to-end request duration (us)",
+                statistics.success.ns / 1000, previous.success.ns / 1000)
+            counter("nv_inference_queue_duration_us", "Cumulative queue duration (us)", statistics.queue.ns / 1000,
+                previous.queue.ns / 1000)
+            counter("nv_inference_compute_infer_duration_us", "Cumulative compute duration (us)",
+                statistics.computeInfer.ns / 1000, previous.computeInfer.ns / 1000)
+            counter("dnnscaler_shed_total", "Requests refused for load (queue full, deadline)", statistics.shedCount,
+                previous.shedCount)
+            lastSeen.withLock { $0[model.name] = statistics }
+
+            let options = model.options
+            let status = model.controller.status
+            func gauge(_ name: String, _ help: String, _ value: Double) {
+                registry.makeGauge(name: name, labels: labels, help: help).set(value)
+            }
+            gauge("dnnscaler_batch_limit", "Current batch size limit", Double(snapshot.configuration.batchLimit))
+            gauge("dnnscaler_instances", "Current instance count", Double(snapshot.configuration.instances))
+            gauge("dnnscaler_queue_length", "Requests waiting", Double(snapshot.queueLength))
+            gauge("dnnscaler_slo_ms", "Latency SLO (ms)", options.sloMs)
+            gauge("dnnscaler_percentile", "Latency percentile the SLO is about", options.percentile)
+            gauge(
+                "dnnscaler_window_tail_latency_ms", "Tail latency (at the percentile) over the last 3 s",
+                snapshot.latencyWindow.percentile(options.percentile, since: snapshot.time - 3) ?? 0)
+            for mode in ScalingMode.allCases {
+                registry.makeGauge(
+                    name: "dnnscaler_mode", labels: labels + [("mode", mode.rawValue)],
+                    help: "1 for the lever the policy tunes now"
+                ).set(status.mode == mode ? 1 : 0)
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    func render(models: [ServedModel]) -> [UInt8] {
+        refresh(models: models)
+        return registry.emitToBuffer()
+    }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import DNNScaler
+import DNNScalerServer
+import Foundation
+import Logging
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the model repository over KServe v2 / Triton HTTP, tuning each model to its SLO.",
+        discussion: """
+            Loads every model of the repository (or --models), profiles each briefly, and serves it with the
+            chosen policy. Per-model settings come from <repository>/<model>/config.json (docs/model-config.md);
+            the options here are the defaults. SIGINT/SIGTERM stop accepting, finish what is in flight and exit 0.
+            """
+    )
+
+    @Option(help: "The model repository (Triton layout: NAME/VERSION/model.onnx).")
+    var modelRepository = "model_repository"
+
+    @Option(help: "Comma-separated models to load at start (default: all in the repository).")
+    var models: String?
+
+    @Option(help: "Address to bind.")
+    var host = "0.0.0.0"
+
+    @Option(help: "HTTP port (KServe v2 / Triton).")
+    var httpPort = 8000
+
+    @Option(help: "Prometheus metrics port.")
+    var metricsPort = 8002
+
+    @Option(help: "Default latency SLO in ms.")
+    var sloMs = 100.0
+
+    @Option(help: "Default latency percentile the SLO is about.")
+    var percentile = 99.0
+
+    @Option(help: "Default policy: dnnscaler, joint, clipper-aimd or static.")
+    var policy: String = PolicyKind.joint.rawValue
+
+    @Option(help: "Batch limit for --policy static.")
+    var batchSize = 1
+
+    @Option(help: "Instances for --policy static.")
+    var instances = 1
+
+    @Option(help: "How long a partial batch may wait to fill, in ms (0: never waits).")
+    var maxQueueDelayMs = 0.0
+
+    @Option(help: "The most queued requests per model; more are refused with 503.")
+    var maxQueueSize = 1024
+
+    @Option(help: "The largest batch a model may run.")
+    var maxBatchSize = 64
+
+    @Option(help: "The largest request body, in bytes.")
+    var maxBodyBytes = 64 << 20
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    @OptionGroup var runtimeOptions: RuntimeOptions
+
+    func validate() throws {
+        guard PolicyKind(rawValue: policy) != nil else {
+            throw ValidationError(
+                "--policy must be one of \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", ")); got '\(policy)'")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
+        }
+        do {
+            try defaults.validate()
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
+    private var defaults: ModelServingOptions {
+        ModelServingOptions(
+            sloMs: sloMs, percentile: percentile, policy: PolicyKind(rawValue: policy) ?? .joint,
+            staticBatchSize: batchSize, staticInstances: instances, maxQueueDelayMs: maxQueueDelayMs,
+            maxQueueSize: maxQueueSize, maxBatchSize: maxBatchSize)
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "dnnscaler")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let runtime = try runtimeOptions.loadRuntime()
+        let repository = ModelRepository(root: modelRepository)
+        guard !repository.modelNames().isEmpty else {
+            throw ValidationError("the model repository '\(modelRepository)' has no models; run scripts/setup")
+        }
+        let settings = ServerSettings(
+            host: host, httpPort: httpPort, metricsPort: metricsPort, repository: repository,
+            models: models.map { $0.split(separator: ",").map(String.init) }, defaults: defaults,
+            maxBodyBytes: maxBodyBytes)
+        logger.info(
+            "starting DNNScaler",
+            metadata: [
+                "http": "\(host):\(httpPort)", "metrics": "\(host):\(metricsPort)", "ort": "\(runtime.version)",
+                "repository": "\(modelRepository)",
+            ])
+        try await InferenceServer(settings: settings, runtime: runtime, logger: logger).run()
+        logger.info("stopped")
+    }
+}

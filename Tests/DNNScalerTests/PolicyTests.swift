@@ -1,0 +1,200 @@
+import Testing
+
+@testable import DNNScaler
+
+/// Policies are pure: scripted observations in, configurations out.
+@Suite struct PolicyTests {
+    static func observation(
+        time: Double, tail: Double?, slo: Double = 100, current: ServingConfiguration, queue: Int = 0, shed: Int = 0
+    ) -> Observation {
+        Observation(time: time, tailLatencyMs: tail, completed: 100, sloMs: slo, current: current)
+            .with(queueLength: queue, shed: shed)
+    }
+
+    static func profile(mode: ScalingMode) -> Profile {
+        let points: [ProfilePoint] =
+            mode == .batching
+            ? [
+                ProfileTests.point(1, 1, throughput: 100, p99: 10), ProfileTests.point(1, 8, throughput: 400, p99: 30),
+                ProfileTests.point(2, 1, throughput: 110, p99: 18), ProfileTests.point(2, 8, throughput: 420, p99: 60),
+            ]
+            : [
+                ProfileTests.point(1, 1, throughput: 100, p99: 10), ProfileTests.point(1, 8, throughput: 120, p99: 70),
+                ProfileTests.point(2, 1, throughput: 190, p99: 20), ProfileTests.point(2, 8, throughput: 200, p99: 140),
+            ]
+        return Profile(
+            model: "m", backend: "test", device: "test", createdAt: "", percentile: 99, durationSeconds: 1,
+            points: points, sloMs: nil)
+    }
+
+    // MARK: DNNScaler, batching
+
+    @Test func batchingBisectsUpwardBelowTheBandAndDownwardAboveTheSLO() {
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 127, maxInstances: 4, sloMs: 100))
+        #expect(policy.lever == .batching)
+        #expect(policy.period == 3)
+        var current = policy.initialConfiguration
+        #expect(current == ServingConfiguration(batchLimit: 1, instances: 1))
+        // Below the band: 1 -> 64 (midpoint of 1..127).
+        current = policy.decide(Self.observation(time: 3, tail: 20, current: current)).configuration
+        #expect(current.batchLimit == 64)
+        // Above the SLO: bisect down between 1 and 64.
+        current = policy.decide(Self.observation(time: 6, tail: 150, current: current)).configuration
+        #expect(current.batchLimit == 32)
+        // Below the band again: up between 32 and 64.
+        current = policy.decide(Self.observation(time: 9, tail: 50, current: current)).configuration
+        #expect(current.batchLimit == 48)
+        // In the band: hold.
+        let hold = policy.decide(Self.observation(time: 12, tail: 90, current: current))
+        #expect(hold.configuration == current)
+        #expect(hold.reason.contains("in band"))
+    }
+
+    @Test func batchingReopensTheRangeWhenTheSLOIsRelaxed() {
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 127, maxInstances: 4, sloMs: 100))
+        var current = ServingConfiguration(batchLimit: 1, instances: 1)
+        current = policy.decide(Self.observation(time: 3, tail: 20, current: current)).configuration  // 64
+        current = policy.decide(Self.observation(time: 6, tail: 150, current: current)).configuration  // 32
+        current = policy.decide(Self.observation(time: 9, tail: 150, current: current)).configuration  // 16
+        #expect(current.batchLimit == 16)
+        // The SLO rises to 400 ms: the same latency is now far below the band; the search must be
+        // able to go past its old upper bound (32), not just bisect inside [16, 32].
+        for step in 0..<6 {
+            current = policy.decide(Self.observation(time: 12 + Double(step) * 3, tail: 150, slo: 400, current: current))
+                .configuration
+        }
+        #expect(current.batchLimit > 64)
+    }
+
+    @Test func batchingFollowsALoadIncreaseDownToBatchOne() {
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 127, maxInstances: 4, sloMs: 100))
+        var current = ServingConfiguration(batchLimit: 100, instances: 1)
+        for step in 0..<10 {
+            current = policy.decide(Self.observation(time: Double(step) * 3, tail: 500, current: current)).configuration
+        }
+        #expect(current.batchLimit == 1)
+        let atOne = policy.decide(Self.observation(time: 40, tail: 500, current: current))
+        #expect(atOne.configuration.batchLimit == 1)
+    }
+
+    // MARK: DNNScaler, multi-tenancy
+
+    @Test func multiTenancyStartsAtTheLargestFittingInstanceCount() {
+        // Batch-1 p99 is 10 ms at 1 instance and 20 ms at 2: extrapolated 30 at 3, 40 at 4.
+        let policy = DNNScalerPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 8, sloMs: 35))
+        #expect(policy.lever == .multiTenancy)
+        #expect(policy.period == 1)
+        #expect(policy.initialConfiguration == ServingConfiguration(batchLimit: 1, instances: 3))
+    }
+
+    @Test func multiTenancyAddsBelowTheBandRemovesAboveTheSLOAndHoldsAfterARemoval() {
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 4, sloMs: 15))
+        var current = policy.initialConfiguration
+        #expect(current.instances == 1)
+        current = policy.decide(Self.observation(time: 1, tail: 5, current: current)).configuration
+        #expect(current.instances == 2)
+        // The new instance warms up for 3 s: no decision at t = 2.
+        let warming = policy.decide(Self.observation(time: 2, tail: 5, current: current))
+        #expect(warming.configuration.instances == 2)
+        #expect(warming.reason.contains("warming"))
+        current = policy.decide(Self.observation(time: 4.5, tail: 150, current: current)).configuration
+        #expect(current.instances == 1)
+        // After the removal the tail settles at 40; below the band again, but within 15% of the
+        // reference: hold instead of adding the instance back (no oscillation).
+        current = policy.decide(Self.observation(time: 5.5, tail: 40, current: current)).configuration
+        #expect(current.instances == 1)
+        current = policy.decide(Self.observation(time: 6.5, tail: 42, current: current)).configuration
+        #expect(current.instances == 1)
+        // The load drops (tail moves well away from the reference): add again.
+        current = policy.decide(Self.observation(time: 7.5, tail: 10, current: current)).configuration
+        #expect(current.instances == 2)
+    }
+
+    // MARK: Clipper AIMD
+
+    @Test func clipperAddsFourAndBacksOffByTenPercent() {
+        var policy = ClipperAIMDPolicy(maxBatch: 64)
+        var current = policy.initialConfiguration
+        current = policy.decide(Self.observation(time: 3, tail: 10, current: current)).configuration
+        #expect(current == ServingConfiguration(batchLimit: 5, instances: 1))
+        current = policy.decide(Self.observation(time: 6, tail: 10, current: current)).configuration
+        #expect(current.batchLimit == 9)
+        current = policy.decide(Self.observation(time: 9, tail: 120, current: current)).configuration
+        #expect(current.batchLimit == 8)
+        current = policy.decide(Self.observation(time: 12, tail: 90, current: current)).configuration
+        #expect(current.batchLimit == 8)
+        #expect(policy.decide(Self.observation(time: 15, tail: nil, current: current)).configuration == current)
+    }
+
+    // MARK: Joint
+
+    @Test func jointSeedsFromTheBestRoomyPointOfTheWholeGrid() {
+        // With a 120 ms SLO, points up to 60 ms leave room: 2 x batch 8 (420/s) is the best.
+        let policy = JointPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 64, maxInstances: 2, sloMs: 120))
+        #expect(policy.initialConfiguration == ServingConfiguration(batchLimit: 8, instances: 2))
+        // With 40 ms only 1 x batch 1 (10 ms) and 2 x batch 1 (18 ms) leave room: the faster one.
+        let tight = JointPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 64, maxInstances: 2, sloMs: 40))
+        #expect(tight.initialConfiguration == ServingConfiguration(batchLimit: 1, instances: 2))
+    }
+
+    @Test func jointMovesInstancesOnlyWhenTheBatchIsPinned() {
+        var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 4, maxInstances: 2, sloMs: 100))
+        var current = policy.initialConfiguration
+        #expect(current == ServingConfiguration(batchLimit: 1, instances: 1))
+        // Below the band and backlogged: the batch rises first (to 3, then 4).
+        current = policy.decide(Self.observation(time: 1, tail: 10, current: current, queue: 50)).configuration
+        #expect(current == ServingConfiguration(batchLimit: 3, instances: 1))
+        current = policy.decide(Self.observation(time: 2, tail: 10, current: current, queue: 50)).configuration
+        #expect(current == ServingConfiguration(batchLimit: 4, instances: 1))
+        // Pinned at the largest batch, still below the band and backlogged: add an instance.
+        current = policy.decide(Self.observation(time: 3, tail: 10, current: current, queue: 50)).configuration
+        #expect(current == ServingConfiguration(batchLimit: 4, instances: 2))
+        // Above the SLO: the batch falls before any instance goes.
+        current = policy.decide(Self.observation(time: 7, tail: 300, current: current)).configuration
+        #expect(current.instances == 2 && current.batchLimit < 4)
+        while current.batchLimit > 1 {
+            current = policy.decide(Self.observation(time: 8, tail: 300, current: current)).configuration
+        }
+        current = policy.decide(Self.observation(time: 9, tail: 300, current: current)).configuration
+        #expect(current == ServingConfiguration(batchLimit: 1, instances: 1))
+    }
+
+    @Test func jointDoesNotAddInstancesWhenNotBacklogged() {
+        var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 2, maxInstances: 2, sloMs: 100))
+        var current = ServingConfiguration(batchLimit: 2, instances: 1)
+        for step in 0..<5 {
+            current = policy.decide(Self.observation(time: Double(step), tail: 5, current: current)).configuration
+        }
+        #expect(current.instances == 1)
+    }
+
+    @Test func staticNeverChanges() {
+        var policy = StaticPolicy(configuration: ServingConfiguration(batchLimit: 8, instances: 2, maxQueueDelayMs: 2))
+        let fixed = policy.initialConfiguration
+        #expect(policy.decide(Self.observation(time: 1, tail: 1000, current: fixed)).configuration == fixed)
+        #expect(policy.decide(Self.observation(time: 2, tail: 1, current: fixed)).configuration == fixed)
+    }
+
+    @Test func factoryBuildsEveryKind() {
+        let context = PolicyContext(profile: Self.profile(mode: .multiTenancy), maxBatch: 32, maxInstances: 2, sloMs: 50)
+        for kind in PolicyKind.allCases {
+            #expect(PolicyFactory.make(kind, context: context).name == kind.rawValue)
+        }
+    }
+}
+
+extension Observation {
+    func with(queueLength: Int, shed: Int) -> Observation {
+        var copy = self
+        copy.queueLength = queueLength
+        copy.shed = shed
+        return copy
+    }
+}
