@@ -244,7 +244,7 @@ enum InferCodec {
         var buffer = ByteBuffer()
         let jsonLength = buffer.writeString(json)
         for tensor in binaryParts {
-            tensor.withUnsafeBytes { buffer.writeBytes($0) }
+            _ = tensor.withUnsafeBytes { buffer.writeBytes($0) }
         }
         return (buffer, binaryParts.isEmpty ? nil : jsonLength)
     }

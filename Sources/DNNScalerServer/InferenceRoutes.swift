@@ -1,5 +1,6 @@
 import DNNScaler
 import Foundation
+import HTTPTypes
 import Hummingbird
 
 /// The KServe v2 / Triton HTTP routes (docs: ../shared/docs/protocol.md).
@@ -42,7 +43,7 @@ public struct InferenceRoutes: Sendable {
                 do {
                     _ = try manager.model(named: name, version: context.parameters.get("version"))
                     return Response.json(["name": name, "ready": true])
-                } catch {
+                } catch let error as ServerError {
                     if error.status == .notFound { throw error }
                     return Response.json(["name": name, "ready": false], status: .serviceUnavailable)
                 }
@@ -66,7 +67,7 @@ public struct InferenceRoutes: Sendable {
             let body = try await request.body.collect(upTo: 1 << 20)
             var readyOnly = false
             if body.readableBytes > 0 {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
                     throw ServerError.badRequest("repository index body must be a JSON object such as {\"ready\": true}")
                 }
                 readyOnly = (object["ready"] as? Bool) ?? false
@@ -78,7 +79,7 @@ public struct InferenceRoutes: Sendable {
             let body = try await request.body.collect(upTo: maxBodyBytes)
             var override: Data?
             if body.readableBytes > 0 {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] else {
+                guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
                     throw ServerError.badRequest("load body must be a JSON object")
                 }
                 if let parameters = object["parameters"] as? [String: Any], let config = parameters["config"] {

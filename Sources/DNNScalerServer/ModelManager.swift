@@ -100,8 +100,9 @@ public final class ModelManager: Sendable {
     /// a restart. Returns when the model is ready.
     public func load(name: String, override: Data?) async throws(ServerError) {
         if let existing = entries.withLock({ $0[name]?.state == .ready ? $0[name]?.model : nil }) {
-            var options = existing.options
-            if let override { options = try options.applying(configJSON: override) }
+            var updated = existing.options
+            if let override { updated = try updated.applying(configJSON: override) }
+            let options = updated
             do {
                 try await runBlocking { () throws(BackendError) in try existing.update(options: options) }
             } catch {

@@ -21,23 +21,27 @@ public final class ServerMetrics: Sendable {
     /// Records one answered request.
     func recordSuccess(model: String, version: String, latency: Duration, queue: Duration) {
         let labels = [("model", model), ("version", version)]
-        registry.makeCounter(name: "nv_inference_request_success", labels: labels, help: "Successful inference requests")
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "nv_inference_request_success", unitName: "", helpText: "Successful inference requests"), labels: labels)
             .increment()
         registry.makeDurationHistogram(
-            name: "dnnscaler_request_latency_seconds", labels: labels, buckets: Self.latencyBuckets,
-            help: "End-to-end request latency in the server (arrival to response)"
-        ).recordNanoseconds(Int64(latency.components.seconds) * 1_000_000_000 + latency.components.attoseconds / 1_000_000_000)
+            descriptor: MetricNameDescriptor(
+                metricName: "dnnscaler_request_latency_seconds", unitName: "",
+                helpText: "End-to-end request latency in the server (arrival to response)"),
+            labels: labels, buckets: Self.latencyBuckets
+        ).record(latency)
         registry.makeDurationHistogram(
-            name: "dnnscaler_queue_time_seconds", labels: labels, buckets: Self.latencyBuckets,
-            help: "Time requests spent queued before their batch ran"
-        ).recordNanoseconds(Int64(queue.components.seconds) * 1_000_000_000 + queue.components.attoseconds / 1_000_000_000)
+            descriptor: MetricNameDescriptor(
+                metricName: "dnnscaler_queue_time_seconds", unitName: "", helpText: "Time requests spent queued before their batch ran"),
+            labels: labels, buckets: Self.latencyBuckets
+        ).record(queue)
     }
 
     /// Records one failed request with a reason: `shed`, `invalid`, `unavailable` or `backend`.
     func recordFailure(model: String, version: String, reason: String) {
         registry.makeCounter(
-            name: "nv_inference_request_failure", labels: [("model", model), ("version", version), ("reason", reason)],
-            help: "Failed inference requests by reason"
+            descriptor: MetricNameDescriptor(
+                metricName: "nv_inference_request_failure", unitName: "", helpText: "Failed inference requests by reason"),
+            labels: [("model", model), ("version", version), ("reason", reason)]
         ).increment()
     }
 
@@ -49,7 +53,7 @@ public final class ServerMetrics: Sendable {
             let statistics = snapshot.statistics
             let previous = lastSeen.withLock { $0[model.name] } ?? ModelStatistics()
             func counter(_ name: String, _ help: String, _ now: UInt64, _ before: UInt64) {
-                let counter = registry.makeCounter(name: name, labels: labels, help: help)
+                let counter = registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
                 if now > before { counter.increment(by: Int64(now - before)) }
             }
             counter("nv_inference_count", "Inferences performed (a batch of 4 counts 4)", statistics.inferenceCount,
@@ -68,7 +72,7 @@ public final class ServerMetrics: Sendable {
             let options = model.options
             let status = model.controller.status
             func gauge(_ name: String, _ help: String, _ value: Double) {
-                registry.makeGauge(name: name, labels: labels, help: help).set(value)
+                registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels).set(to: value)
             }
             gauge("dnnscaler_batch_limit", "Current batch size limit", Double(snapshot.configuration.batchLimit))
             gauge("dnnscaler_instances", "Current instance count", Double(snapshot.configuration.instances))
@@ -80,9 +84,10 @@ public final class ServerMetrics: Sendable {
                 snapshot.latencyWindow.percentile(options.percentile, since: snapshot.time - 3) ?? 0)
             for mode in ScalingMode.allCases {
                 registry.makeGauge(
-                    name: "dnnscaler_mode", labels: labels + [("mode", mode.rawValue)],
-                    help: "1 for the lever the policy tunes now"
-                ).set(status.mode == mode ? 1 : 0)
+                    descriptor: MetricNameDescriptor(
+                        metricName: "dnnscaler_mode", unitName: "", helpText: "1 for the lever the policy tunes now"),
+                    labels: labels + [("mode", mode.rawValue)]
+                ).set(to: status.mode == mode ? 1 : 0)
             }
         }
     }

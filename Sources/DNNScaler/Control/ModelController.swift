@@ -68,7 +68,7 @@ public final class ModelController: Sendable {
     @discardableResult
     public func step() -> DecisionRecord? {
         let snapshot = runtime.snapshot()
-        let (decision, observation): (Decision, Observation)? = state.withLock { state in
+        let decided: (decision: Decision, observation: Observation)? = state.withLock { state in
             guard !state.stopped, snapshot.time - state.lastDecisionTime >= state.policy.period else { return nil }
             let elapsed = max(1e-3, snapshot.time - state.lastDecisionTime)
             let since = state.lastDecisionTime
@@ -83,8 +83,8 @@ public final class ModelController: Sendable {
             state.lastArrivals = snapshot.statistics.arrivals
             state.lastShed = snapshot.statistics.shedCount
             return (state.policy.decide(observation), observation)
-        } ?? nil
-        guard let (decision, observation) else { return nil }
+        }
+        guard let (decision, observation) = decided else { return nil }
         let changed = decision.configuration != observation.current
         var reason = decision.reason
         if changed {

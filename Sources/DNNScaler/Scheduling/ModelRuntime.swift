@@ -106,19 +106,13 @@ public final class ModelRuntime: @unchecked Sendable {
         do {
             try metadata.validate(inputs: request.inputs, outputNames: request.outputNames)
         } catch {
-            condition.lock()
-            statistics.arrivals += 1
-            statistics.rejectedCount += 1
-            condition.unlock()
+            countRejected()
             throw .backend(error)
         }
         let batchSize = request.batchSize
         let consistentBatch = request.inputs.values.allSatisfy { $0.shape.first == batchSize }
         guard batchSize >= 1, consistentBatch else {
-            condition.lock()
-            statistics.arrivals += 1
-            statistics.rejectedCount += 1
-            condition.unlock()
+            countRejected()
             throw .backend(.invalidArgument("all inputs must have the same batch size (first dimension) of at least 1"))
         }
         let key = metadata.inputs.map { request.inputs[$0.name].map { Array($0.shape.dropFirst()) } ?? [] }
@@ -128,6 +122,13 @@ public final class ModelRuntime: @unchecked Sendable {
             }
         }
         return try result.get()
+    }
+
+    private func countRejected() {
+        condition.lock()
+        statistics.arrivals += 1
+        statistics.rejectedCount += 1
+        condition.unlock()
     }
 
     /// Adds a request to the queue, or returns why it is refused.

@@ -5,6 +5,9 @@ public struct DurationStatistic: Sendable, Equatable, Codable {
     /// Total nanoseconds.
     public var ns: UInt64 = 0
 
+    /// Zero.
+    public init() {}
+
     /// Adds one occurrence of `nanoseconds`.
     public mutating func add(_ nanoseconds: UInt64, count: UInt64 = 1) {
         self.count &+= count
@@ -40,4 +43,7 @@ public struct ModelStatistics: Sendable, Equatable {
     public var lastInferenceMs: UInt64 = 0
     /// Per executed batch size: batches run and their backend time.
     public var batches: [Int: DurationStatistic] = [:]
+
+    /// All zero.
+    public init() {}
 }
