@@ -27,7 +27,8 @@ enum InferCodec {
                 "Inference-Header-Content-Length is \(jsonLength) but the body has only \(total) bytes")
         }
         if jsonLength == 0 {
-            throw .badRequest("raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON header")
+            throw .badRequest(
+                "raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON header")
         }
         guard let headerBytes = body.getBytes(at: body.readerIndex, length: jsonLength) else {
             throw .badRequest("cannot read the JSON header")
@@ -46,12 +47,12 @@ enum InferCodec {
         let parameters = object["parameters"] as? [String: Any] ?? [:]
         var timeoutMs: Double?
         if let timeout = parameters["timeout"] {
-            guard let microseconds = (timeout as? NSNumber)?.doubleValue, microseconds > 0, !(timeout is Bool) else {
+            guard let microseconds = JSONValues.number(timeout)?.doubleValue, microseconds > 0 else {
                 throw .badRequest("parameter 'timeout' must be a positive number of microseconds")
             }
             timeoutMs = microseconds / 1000
         }
-        let binaryByDefault = (parameters["binary_data_output"] as? Bool) ?? false
+        let binaryByDefault = JSONValues.boolean(parameters["binary_data_output"]) ?? false
 
         guard let inputList = object["inputs"] as? [Any] else { throw .badRequest("the request has no 'inputs' array") }
         var inputs: [String: Tensor] = [:]
@@ -65,10 +66,12 @@ enum InferCodec {
             guard let dataType = DataType(kserveName: typeName) else {
                 throw .badRequest("input '\(name)' has unsupported datatype '\(typeName)'")
             }
-            guard let shapeValues = input["shape"] as? [Any] else { throw .badRequest("input '\(name)' has no 'shape'") }
+            guard let shapeValues = input["shape"] as? [Any] else {
+                throw .badRequest("input '\(name)' has no 'shape'")
+            }
             var shape: [Int] = []
             for value in shapeValues {
-                guard let number = value as? NSNumber, !(value is Bool), let dimension = Int(exactly: number.doubleValue),
+                guard let number = JSONValues.number(value), let dimension = Int(exactly: number.doubleValue),
                     dimension >= 0
                 else {
                     throw .badRequest("input '\(name)' shape must hold non-negative integers, got \(shapeValues)")
@@ -83,16 +86,18 @@ enum InferCodec {
             }
             let inputParameters = input["parameters"] as? [String: Any] ?? [:]
             if let size = inputParameters["binary_data_size"] {
-                guard let sizeNumber = size as? NSNumber, let binarySize = Int(exactly: sizeNumber.doubleValue),
+                guard let sizeNumber = JSONValues.number(size), let binarySize = Int(exactly: sizeNumber.doubleValue),
                     binarySize >= 0
                 else { throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer") }
                 guard binarySize == byteCount else {
                     throw .badRequest(
-                        "input '\(name)': binary_data_size \(binarySize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)")
+                        "input '\(name)': binary_data_size \(binarySize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
+                    )
                 }
                 guard binaryEnd - binaryOffset >= binarySize else {
                     throw .badRequest(
-                        "input '\(name)': the body ends \(binarySize - (binaryEnd - binaryOffset)) bytes short of its binary data")
+                        "input '\(name)': the body ends \(binarySize - (binaryEnd - binaryOffset)) bytes short of its binary data"
+                    )
                 }
                 let tensor = body.withUnsafeReadableBytes { raw in
                     let start = binaryOffset - body.readerIndex
@@ -109,7 +114,9 @@ enum InferCodec {
                 }
                 binaryOffset += binarySize
             } else {
-                guard let data = input["data"] else { throw .badRequest("input '\(name)' has neither 'data' nor binary_data_size") }
+                guard let data = input["data"] else {
+                    throw .badRequest("input '\(name)' has neither 'data' nor binary_data_size")
+                }
                 inputs[name] = try tensorFromJSON(data, name: name, dataType: dataType, shape: shape)
             }
         }
@@ -124,7 +131,8 @@ enum InferCodec {
                 guard let output = entry as? [String: Any], let name = output["name"] as? String else {
                     throw .badRequest("each requested output must be an object with a 'name'")
                 }
-                let binary = ((output["parameters"] as? [String: Any])?["binary_data"] as? Bool) ?? binaryByDefault
+                let binary =
+                    JSONValues.boolean((output["parameters"] as? [String: Any])?["binary_data"]) ?? binaryByDefault
                 outputs?.append((name, binary))
             }
         }
@@ -134,7 +142,9 @@ enum InferCodec {
     }
 
     /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`.
-    static func tensorFromJSON(_ data: Any, name: String, dataType: DataType, shape: [Int]) throws(ServerError) -> Tensor {
+    static func tensorFromJSON(
+        _ data: Any, name: String, dataType: DataType, shape: [Int]
+    ) throws(ServerError) -> Tensor {
         var flat: [Any] = []
         try flatten(data, into: &flat, depth: 0, name: name)
         let expected: Int
@@ -149,10 +159,12 @@ enum InferCodec {
         do {
             switch dataType {
             case .bool:
-                return try Tensor(shape: shape, values: try flat.map { (value) throws(ServerError) -> Bool in
-                    if let flag = value as? Bool { return flag }
-                    throw .badRequest("input '\(name)': BOOL data must be true or false, got \(value)")
-                })
+                return try Tensor(
+                    shape: shape,
+                    values: try flat.map { (value) throws(ServerError) -> Bool in
+                        if let flag = JSONValues.boolean(value) { return flag }
+                        throw .badRequest("input '\(name)': BOOL data must be true or false, got \(value)")
+                    })
             case .uint8: return try Tensor(shape: shape, values: try integers(flat, UInt8.self, name))
             case .uint16: return try Tensor(shape: shape, values: try integers(flat, UInt16.self, name))
             case .uint32: return try Tensor(shape: shape, values: try integers(flat, UInt32.self, name))
@@ -164,7 +176,8 @@ enum InferCodec {
             case .fp32: return try Tensor(shape: shape, values: try floats(flat, name).map { Float($0) })
             case .fp64: return try Tensor(shape: shape, values: try floats(flat, name))
             case .fp16, .bf16:
-                throw ServerError.badRequest("input '\(name)': \(dataType) cannot be sent as JSON; use binary tensor data")
+                throw ServerError.badRequest(
+                    "input '\(name)': \(dataType) cannot be sent as JSON; use binary tensor data")
             }
         } catch let error as ServerError {
             throw error
@@ -174,7 +187,9 @@ enum InferCodec {
     }
 
     private static func flatten(_ value: Any, into flat: inout [Any], depth: Int, name: String) throws(ServerError) {
-        guard depth <= maxNesting else { throw .badRequest("input '\(name)': data is nested deeper than \(maxNesting)") }
+        guard depth <= maxNesting else {
+            throw .badRequest("input '\(name)': data is nested deeper than \(maxNesting)")
+        }
         if let array = value as? [Any] {
             for element in array { try flatten(element, into: &flat, depth: depth + 1, name: name) }
         } else {
@@ -188,15 +203,18 @@ enum InferCodec {
         var result: [Element] = []
         result.reserveCapacity(values.count)
         for value in values {
-            guard let number = value as? NSNumber, !(value is Bool) else {
+            guard let number = JSONValues.number(value) else {
                 throw .badRequest("input '\(name)': \(Element.dataType) data must be integers, got \(value)")
             }
             let converted: Element?
             if Element.isSigned {
                 converted = Element(exactly: number.int64Value).flatMap { number.doubleValue == Double($0) ? $0 : nil }
             } else {
-                converted = number.doubleValue < 0 ? nil : Element(exactly: number.uint64Value)
-                    .flatMap { abs(number.doubleValue - Double($0)) < 1 ? $0 : nil }
+                converted =
+                    number.doubleValue < 0
+                    ? nil
+                    : Element(exactly: number.uint64Value)
+                        .flatMap { abs(number.doubleValue - Double($0)) < 1 ? $0 : nil }
             }
             guard let converted else {
                 throw .badRequest("input '\(name)': \(value) is not a valid \(Element.dataType) value")
@@ -210,7 +228,7 @@ enum InferCodec {
         var result: [Double] = []
         result.reserveCapacity(values.count)
         for value in values {
-            guard let number = value as? NSNumber, !(value is Bool) else {
+            guard let number = JSONValues.number(value) else {
                 throw .badRequest("input '\(name)': floating-point data must be numbers, got \(value)")
             }
             result.append(number.doubleValue)
@@ -231,7 +249,8 @@ enum InferCodec {
             let binary = decoded.outputs?.first { $0.name == output.name }?.binary ?? decoded.binaryByDefault
             let tensor = output.tensor
             if index > 0 { json += "," }
-            json += #"{"name":"# + jsonString(output.name) + #","datatype":""# + tensor.dataType.rawValue + #"","shape":["#
+            json +=
+                #"{"name":"# + jsonString(output.name) + #","datatype":""# + tensor.dataType.rawValue + #"","shape":["#
             json += tensor.shape.map(String.init).joined(separator: ",") + "]"
             if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16 {
                 json += #","parameters":{"binary_data_size":\#(tensor.byteCount)}}"#

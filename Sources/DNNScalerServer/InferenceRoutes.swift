@@ -28,14 +28,16 @@ public struct InferenceRoutes: Sendable {
         let router = Router()
         router.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/v2/health/ready") { _, _ -> Response in
-            manager.allReady ? Response(status: .ok) : Response.json(["error": "models are loading"], status: .serviceUnavailable)
+            manager.allReady
+                ? Response(status: .ok) : Response.json(["error": "models are loading"], status: .serviceUnavailable)
         }
         router.get("/v2") { _, _ -> Response in
             Response.json(["name": "dnnscaler", "version": Self.serverVersion, "extensions": Self.extensions])
         }
         for prefix in ["/v2/models/:name", "/v2/models/:name/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context -> Response in
-                let model = try manager.model(named: try context.parameters.require("name"), version: context.parameters.get("version"))
+                let model = try manager.model(
+                    named: try context.parameters.require("name"), version: context.parameters.get("version"))
                 return Response.json(Self.metadataJSON(model))
             }
             router.get(RouterPath(prefix + "/ready")) { _, context -> Response in
@@ -49,11 +51,13 @@ public struct InferenceRoutes: Sendable {
                 }
             }
             router.get(RouterPath(prefix + "/config")) { _, context -> Response in
-                let model = try manager.model(named: try context.parameters.require("name"), version: context.parameters.get("version"))
+                let model = try manager.model(
+                    named: try context.parameters.require("name"), version: context.parameters.get("version"))
                 return Response.json(Self.configJSON(model))
             }
             router.get(RouterPath(prefix + "/stats")) { _, context -> Response in
-                let model = try manager.model(named: try context.parameters.require("name"), version: context.parameters.get("version"))
+                let model = try manager.model(
+                    named: try context.parameters.require("name"), version: context.parameters.get("version"))
                 return Response.json(["model_stats": [Self.statisticsJSON(model)]])
             }
             router.post(RouterPath(prefix + "/infer")) { request, context -> Response in
@@ -67,10 +71,13 @@ public struct InferenceRoutes: Sendable {
             let body = try await request.body.collect(upTo: 1 << 20)
             var readyOnly = false
             if body.readableBytes > 0 {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
-                    throw ServerError.badRequest("repository index body must be a JSON object such as {\"ready\": true}")
+                guard
+                    let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+                else {
+                    throw ServerError.badRequest(
+                        "repository index body must be a JSON object such as {\"ready\": true}")
                 }
-                readyOnly = (object["ready"] as? Bool) ?? false
+                readyOnly = JSONValues.boolean(object["ready"]) ?? false
             }
             return Response.json(manager.index(readyOnly: readyOnly))
         }
@@ -79,7 +86,9 @@ public struct InferenceRoutes: Sendable {
             let body = try await request.body.collect(upTo: maxBodyBytes)
             var override: Data?
             if body.readableBytes > 0 {
-                guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+                guard
+                    let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+                else {
                     throw ServerError.badRequest("load body must be a JSON object")
                 }
                 if let parameters = object["parameters"] as? [String: Any], let config = parameters["config"] {
@@ -148,7 +157,8 @@ public struct InferenceRoutes: Sendable {
         metrics.recordSuccess(
             model: name, version: version, latency: start.duration(to: .now),
             queue: .nanoseconds(Int64(response.queueNanoseconds)))
-        let (responseBody, jsonLength) = InferCodec.encode(response, modelName: name, version: version, decoded: decoded)
+        let (responseBody, jsonLength) = InferCodec.encode(
+            response, modelName: name, version: version, decoded: decoded)
         var headers: HTTPFields = [:]
         if let jsonLength {
             headers[.contentType] = "application/octet-stream"
@@ -181,7 +191,10 @@ public struct InferenceRoutes: Sendable {
         func tensors(_ specs: [TensorSpec]) -> [[String: Any]] {
             specs.map { spec in
                 let dims = batching ? Array(spec.shape.dropFirst()) : spec.shape
-                return ["name": spec.name, "data_type": "TYPE_\(tritonTypeName(spec.dataType))", "dims": dims.map(String.init)]
+                return [
+                    "name": spec.name, "data_type": "TYPE_\(tritonTypeName(spec.dataType))",
+                    "dims": dims.map(String.init),
+                ]
             }
         }
         return [
@@ -229,7 +242,8 @@ public struct InferenceRoutes: Sendable {
             "inference_stats": [
                 "success": duration(statistics.success), "fail": duration(statistics.failure),
                 "queue": duration(statistics.queue), "compute_input": duration(statistics.computeInput),
-                "compute_infer": duration(statistics.computeInfer), "compute_output": duration(statistics.computeOutput),
+                "compute_infer": duration(statistics.computeInfer),
+                "compute_output": duration(statistics.computeOutput),
                 "cache_hit": zero, "cache_miss": zero,
             ],
             "batch_stats": statistics.batches.keys.sorted().map { size -> [String: Any] in

@@ -50,12 +50,15 @@ public struct InferenceServer: Sendable {
     public init(settings: ServerSettings, runtime: OnnxRuntime, logger: Logger) {
         self.settings = settings
         self.logger = logger
-        manager = ModelManager(repository: settings.repository, defaults: settings.defaults, runtime: runtime, logger: logger)
+        manager = ModelManager(
+            repository: settings.repository, defaults: settings.defaults, runtime: runtime, logger: logger)
         metrics = ServerMetrics()
     }
 
     /// The HTTP application (KServe v2 routes).
-    public func httpApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    public func httpApplication(
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
         Application(
             router: InferenceRoutes(manager: manager, metrics: metrics, maxBodyBytes: settings.maxBodyBytes).router(),
             configuration: .init(address: .hostname(settings.host, port: settings.httpPort), serverName: "dnnscaler"),
@@ -75,7 +78,8 @@ public struct InferenceServer: Sendable {
         }
         return Application(
             router: router,
-            configuration: .init(address: .hostname(settings.host, port: settings.metricsPort), serverName: "dnnscaler"),
+            configuration: .init(
+                address: .hostname(settings.host, port: settings.metricsPort), serverName: "dnnscaler"),
             logger: logger)
     }
 

@@ -50,7 +50,9 @@ public final class ModelManager: Sendable {
             throw .notFound("unknown model '\(name)'")
         }
         guard let model = entry.model, entry.state == .ready else {
-            throw .unavailable("model '\(name)' is not ready (\(entry.state.rawValue)\(entry.reason.isEmpty ? "" : ": \(entry.reason)"))")
+            throw .unavailable(
+                "model '\(name)' is not ready (\(entry.state.rawValue)\(entry.reason.isEmpty ? "" : ": \(entry.reason)"))"
+            )
         }
         if let version, version != String(model.version) {
             throw .notFound("model '\(name)' has no version '\(version)' (served: \(model.version))")
@@ -108,7 +110,9 @@ public final class ModelManager: Sendable {
             } catch {
                 throw ServerError(error)
             }
-            logger.info("reconfigured model", metadata: ["model": "\(name)", "slo_ms": "\(options.sloMs)", "policy": "\(options.policy.rawValue)"])
+            logger.info(
+                "reconfigured model",
+                metadata: ["model": "\(name)", "slo_ms": "\(options.sloMs)", "policy": "\(options.policy.rawValue)"])
             return
         }
         let path: String
@@ -127,7 +131,8 @@ public final class ModelManager: Sendable {
             }
             if let override { options = try options.applying(configJSON: override) }
         } catch {
-            setEntry(name, Entry(state: .unavailable, reason: "bad config: \(error.message)", model: nil, version: version))
+            setEntry(
+                name, Entry(state: .unavailable, reason: "bad config: \(error.message)", model: nil, version: version))
             throw error
         }
         setEntry(name, Entry(state: .loading, reason: "profiling and warming up", model: nil, version: version))
@@ -192,7 +197,8 @@ public final class ModelManager: Sendable {
 func runBlocking<Result: Sendable, Failure: Error>(
     _ work: @escaping @Sendable () throws(Failure) -> Result
 ) async throws(Failure) -> Result {
-    let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Swift.Result<Result, Failure>, Never>) in
+    let outcome = await withCheckedContinuation {
+        (continuation: CheckedContinuation<Swift.Result<Result, Failure>, Never>) in
         let thread = Thread {
             continuation.resume(returning: Swift.Result { () throws(Failure) -> Result in try work() })
         }

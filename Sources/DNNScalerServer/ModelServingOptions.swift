@@ -92,14 +92,16 @@ public struct ModelServingOptions: Sendable, Equatable {
                 "max_batch_size", "max_instances", "probe_seconds",
             ]
             if let unknown = ours.keys.first(where: { !known.contains($0) }) {
-                throw .badRequest("unknown field 'dnnscaler.\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
+                throw .badRequest(
+                    "unknown field 'dnnscaler.\(unknown)' (known: \(known.sorted().joined(separator: ", ")))")
             }
             if let value = ours["slo_ms"] { result.sloMs = try Self.number(value, field: "slo_ms") }
             if let value = ours["percentile"] { result.percentile = try Self.number(value, field: "percentile") }
             if let value = ours["policy"] {
                 guard let text = value as? String, let kind = PolicyKind(rawValue: text) else {
                     throw .badRequest(
-                        "policy must be one of \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", ")), got \(value)")
+                        "policy must be one of \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", ")), got \(value)"
+                    )
                 }
                 result.policy = kind
             }
@@ -108,17 +110,25 @@ public struct ModelServingOptions: Sendable, Equatable {
             if let value = ours["max_queue_delay_ms"] {
                 result.maxQueueDelayMs = try Self.number(value, field: "max_queue_delay_ms")
             }
-            if let value = ours["max_queue_size"] { result.maxQueueSize = try Self.integer(value, field: "max_queue_size") }
-            if let value = ours["max_batch_size"] { result.maxBatchSize = try Self.integer(value, field: "max_batch_size") }
-            if let value = ours["max_instances"] { result.maxInstances = try Self.integer(value, field: "max_instances") }
-            if let value = ours["probe_seconds"] { result.probeSeconds = try Self.number(value, field: "probe_seconds") }
+            if let value = ours["max_queue_size"] {
+                result.maxQueueSize = try Self.integer(value, field: "max_queue_size")
+            }
+            if let value = ours["max_batch_size"] {
+                result.maxBatchSize = try Self.integer(value, field: "max_batch_size")
+            }
+            if let value = ours["max_instances"] {
+                result.maxInstances = try Self.integer(value, field: "max_instances")
+            }
+            if let value = ours["probe_seconds"] {
+                result.probeSeconds = try Self.number(value, field: "probe_seconds")
+            }
         }
         try result.validate()
         return result
     }
 
     private static func number(_ value: Any, field: String) throws(ServerError) -> Double {
-        if let number = value as? NSNumber, !(value is Bool) { return number.doubleValue }
+        if let number = JSONValues.number(value) { return number.doubleValue }
         if let text = value as? String, let number = Double(text) { return number }
         throw .badRequest("\(field) must be a number, got \(value)")
     }

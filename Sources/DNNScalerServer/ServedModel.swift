@@ -60,7 +60,8 @@ public final class ServedModel: Sendable {
         return try Profiler(backend: backend, settings: settings).run(backendDescription: "quick probe at load")
     }
 
-    static func makePolicy(options: ModelServingOptions, profile: Profile, metadata: ModelMetadata) -> any ScalingPolicy {
+    static func makePolicy(options: ModelServingOptions, profile: Profile, metadata: ModelMetadata) -> any ScalingPolicy
+    {
         let context = PolicyContext(
             profile: profile, maxBatch: metadata.supportsBatching ? options.maxBatchSize : 1,
             maxInstances: options.maxInstances, sloMs: options.sloMs)

@@ -17,7 +17,9 @@ public struct ServerError: Error, Sendable, Equatable, CustomStringConvertible, 
     }
 
     /// 400 Bad Request.
-    public static func badRequest(_ message: String) -> ServerError { ServerError(status: .badRequest, message: message) }
+    public static func badRequest(_ message: String) -> ServerError {
+        ServerError(status: .badRequest, message: message)
+    }
     /// 404 Not Found.
     public static func notFound(_ message: String) -> ServerError { ServerError(status: .notFound, message: message) }
     /// 503 Service Unavailable.

@@ -21,8 +21,12 @@ public final class ServerMetrics: Sendable {
     /// Records one answered request.
     func recordSuccess(model: String, version: String, latency: Duration, queue: Duration) {
         let labels = [("model", model), ("version", version)]
-        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "nv_inference_request_success", unitName: "", helpText: "Successful inference requests"), labels: labels)
-            .increment()
+        registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                metricName: "nv_inference_request_success", unitName: "", helpText: "Successful inference requests"),
+            labels: labels
+        )
+        .increment()
         registry.makeDurationHistogram(
             descriptor: MetricNameDescriptor(
                 metricName: "dnnscaler_request_latency_seconds", unitName: "",
@@ -31,7 +35,8 @@ public final class ServerMetrics: Sendable {
         ).record(latency)
         registry.makeDurationHistogram(
             descriptor: MetricNameDescriptor(
-                metricName: "dnnscaler_queue_time_seconds", unitName: "", helpText: "Time requests spent queued before their batch ran"),
+                metricName: "dnnscaler_queue_time_seconds", unitName: "",
+                helpText: "Time requests spent queued before their batch ran"),
             labels: labels, buckets: Self.latencyBuckets
         ).record(queue)
     }
@@ -40,7 +45,8 @@ public final class ServerMetrics: Sendable {
     func recordFailure(model: String, version: String, reason: String) {
         registry.makeCounter(
             descriptor: MetricNameDescriptor(
-                metricName: "nv_inference_request_failure", unitName: "", helpText: "Failed inference requests by reason"),
+                metricName: "nv_inference_request_failure", unitName: "",
+                helpText: "Failed inference requests by reason"),
             labels: [("model", model), ("version", version), ("reason", reason)]
         ).increment()
     }
@@ -53,26 +59,34 @@ public final class ServerMetrics: Sendable {
             let statistics = snapshot.statistics
             let previous = lastSeen.withLock { $0[model.name] } ?? ModelStatistics()
             func counter(_ name: String, _ help: String, _ now: UInt64, _ before: UInt64) {
-                let counter = registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+                let counter = registry.makeCounter(
+                    descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
                 if now > before { counter.increment(by: Int64(now - before)) }
             }
-            counter("nv_inference_count", "Inferences performed (a batch of 4 counts 4)", statistics.inferenceCount,
+            counter(
+                "nv_inference_count", "Inferences performed (a batch of 4 counts 4)", statistics.inferenceCount,
                 previous.inferenceCount)
             counter("nv_inference_exec_count", "Batches executed", statistics.executionCount, previous.executionCount)
-            counter("nv_inference_request_duration_us", "Cumulative end-to-end request duration (us)",
+            counter(
+                "nv_inference_request_duration_us", "Cumulative end-to-end request duration (us)",
                 statistics.success.ns / 1000, previous.success.ns / 1000)
-            counter("nv_inference_queue_duration_us", "Cumulative queue duration (us)", statistics.queue.ns / 1000,
+            counter(
+                "nv_inference_queue_duration_us", "Cumulative queue duration (us)", statistics.queue.ns / 1000,
                 previous.queue.ns / 1000)
-            counter("nv_inference_compute_infer_duration_us", "Cumulative compute duration (us)",
+            counter(
+                "nv_inference_compute_infer_duration_us", "Cumulative compute duration (us)",
                 statistics.computeInfer.ns / 1000, previous.computeInfer.ns / 1000)
-            counter("dnnscaler_shed_total", "Requests refused for load (queue full, deadline)", statistics.shedCount,
+            counter(
+                "dnnscaler_shed_total", "Requests refused for load (queue full, deadline)", statistics.shedCount,
                 previous.shedCount)
             lastSeen.withLock { $0[model.name] = statistics }
 
             let options = model.options
             let status = model.controller.status
             func gauge(_ name: String, _ help: String, _ value: Double) {
-                registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels).set(to: value)
+                registry.makeGauge(
+                    descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels
+                ).set(to: value)
             }
             gauge("dnnscaler_batch_limit", "Current batch size limit", Double(snapshot.configuration.batchLimit))
             gauge("dnnscaler_instances", "Current instance count", Double(snapshot.configuration.instances))

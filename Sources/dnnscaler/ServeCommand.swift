@@ -65,7 +65,8 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard PolicyKind(rawValue: policy) != nil else {
             throw ValidationError(
-                "--policy must be one of \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", ")); got '\(policy)'")
+                "--policy must be one of \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", ")); got '\(policy)'"
+            )
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")

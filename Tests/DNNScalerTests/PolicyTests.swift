@@ -62,7 +62,8 @@ import Testing
         // The SLO rises to 400 ms: the same latency is now far below the band; the search must be
         // able to go past its old upper bound (32), not just bisect inside [16, 32].
         for step in 0..<6 {
-            current = policy.decide(Self.observation(time: 12 + Double(step) * 3, tail: 150, slo: 400, current: current))
+            current =
+                policy.decide(Self.observation(time: 12 + Double(step) * 3, tail: 150, slo: 400, current: current))
                 .configuration
         }
         #expect(current.batchLimit > 64)
@@ -85,7 +86,8 @@ import Testing
     @Test func multiTenancyStartsAtTheLargestFittingInstanceCount() {
         // Batch-1 p99 is 10 ms at 1 instance and 20 ms at 2: extrapolated 30 at 3, 40 at 4.
         let policy = DNNScalerPolicy(
-            context: PolicyContext(profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 8, sloMs: 35))
+            context: PolicyContext(
+                profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 8, sloMs: 35))
         #expect(policy.lever == .multiTenancy)
         #expect(policy.period == 1)
         #expect(policy.initialConfiguration == ServingConfiguration(batchLimit: 1, instances: 3))
@@ -93,7 +95,8 @@ import Testing
 
     @Test func multiTenancyAddsBelowTheBandRemovesAboveTheSLOAndHoldsAfterARemoval() {
         var policy = DNNScalerPolicy(
-            context: PolicyContext(profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 4, sloMs: 15))
+            context: PolicyContext(
+                profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 4, sloMs: 15))
         var current = policy.initialConfiguration
         #expect(current.instances == 1)
         current = policy.decide(Self.observation(time: 1, tail: 5, current: current)).configuration
@@ -183,7 +186,8 @@ import Testing
     }
 
     @Test func factoryBuildsEveryKind() {
-        let context = PolicyContext(profile: Self.profile(mode: .multiTenancy), maxBatch: 32, maxInstances: 2, sloMs: 50)
+        let context = PolicyContext(
+            profile: Self.profile(mode: .multiTenancy), maxBatch: 32, maxInstances: 2, sloMs: 50)
         for kind in PolicyKind.allCases {
             #expect(PolicyFactory.make(kind, context: context).name == kind.rawValue)
         }

@@ -81,14 +81,16 @@ public struct JointPolicy: ScalingPolicy {
                 searchLow = batch
                 next.batchLimit = (batch + searchHigh + 1) / 2
                 mode = .batching
-                return Decision(configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
+                return Decision(
+                    configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
             }
             if observation.isBacklogged, next.instances < maxInstances {
                 next.instances += 1
                 decideAfter = observation.time + 3
                 mode = .multiTenancy
                 return Decision(
-                    configuration: next, reason: "tail \(tailText) below band at the largest batch, backlogged: add an instance")
+                    configuration: next,
+                    reason: "tail \(tailText) below band at the largest batch, backlogged: add an instance")
             }
             return Decision(configuration: next, reason: "tail \(tailText) below band at the largest batch: hold")
         }

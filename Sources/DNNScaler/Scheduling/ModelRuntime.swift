@@ -116,7 +116,8 @@ public final class ModelRuntime: @unchecked Sendable {
             throw .backend(.invalidArgument("all inputs must have the same batch size (first dimension) of at least 1"))
         }
         let key = metadata.inputs.map { request.inputs[$0.name].map { Array($0.shape.dropFirst()) } ?? [] }
-        let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>) in
+        let result = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>) in
             if let refusal = enqueue(request, batchSize: batchSize, key: key, continuation: continuation) {
                 continuation.resume(returning: .failure(refusal))
             }
@@ -148,7 +149,9 @@ public final class ModelRuntime: @unchecked Sendable {
             return .queueFull(limit: currentSettings.maxQueueSize)
         }
         let budgetMs = request.timeoutMs ?? sloMs
-        if currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: batchSize), estimate > budgetMs {
+        if currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: batchSize),
+            estimate > budgetMs
+        {
             statistics.shedCount += 1
             return .deadlineUnreachable(estimatedMs: estimate, budgetMs: budgetMs)
         }
@@ -207,7 +210,8 @@ public final class ModelRuntime: @unchecked Sendable {
             if let oldest = queue.first {
                 let limit = configuration.batchLimit
                 if configuration.maxQueueDelayMs > 0, queuedSamples < limit {
-                    let fillDeadline = oldest.arrival.advanced(by: .microseconds(Int64(configuration.maxQueueDelayMs * 1000)))
+                    let fillDeadline = oldest.arrival.advanced(
+                        by: .microseconds(Int64(configuration.maxQueueDelayMs * 1000)))
                     let remaining = clock.now.duration(to: fillDeadline)
                     if remaining > .zero {
                         _ = condition.wait(until: Date(timeIntervalSinceNow: Profiler.milliseconds(remaining) / 1000))
