@@ -261,7 +261,7 @@ public struct InferenceRoutes: Sendable {
         let snapshot = model.runtime.snapshot()
         let status = model.controller.status
         let options = model.options
-        let decision = model.profile.decision
+        let decision = model.profile?.decision
         return [
             "name": model.name, "version": String(model.version), "policy": status.policy,
             "mode": status.mode?.rawValue ?? "fixed", "slo_ms": options.sloMs, "percentile": options.percentile,
@@ -275,11 +275,13 @@ public struct InferenceRoutes: Sendable {
             "queue_length": snapshot.queueLength, "in_flight": snapshot.inFlight,
             "shed": snapshot.statistics.shedCount, "succeeded": snapshot.statistics.success.count,
             "failed": snapshot.statistics.failure.count,
-            "profile": [
-                "mode": decision.mode.rawValue, "batching_gain": decision.batchingGain,
-                "multi_tenancy_gain": decision.multiTenancyGain,
-                "baseline_throughput": decision.baselineThroughput,
-            ],
+            "profile": decision.map { decision -> [String: Any] in
+                [
+                    "mode": decision.mode.rawValue, "batching_gain": decision.batchingGain,
+                    "multi_tenancy_gain": decision.multiTenancyGain,
+                    "baseline_throughput": decision.baselineThroughput,
+                ]
+            } as Any? ?? NSNull(),
             "decisions": status.decisions.suffix(10).map { record -> [String: Any] in
                 [
                     "time_s": record.time, "batch_limit": record.configuration.batchLimit,

@@ -154,12 +154,12 @@ public final class ModelManager: Sendable {
                     ])
             }
             setEntry(name, Entry(state: .ready, reason: "", model: model, version: version))
-            let decision = model.profile.decision
+            let profileMode = model.profile?.decision.mode.rawValue ?? "no profile"
             logger.info(
                 "model ready",
                 metadata: [
                     "model": "\(name)", "policy": "\(options.policy.rawValue)", "slo_ms": "\(options.sloMs)",
-                    "profile_mode": "\(decision.mode.rawValue)",
+                    "profile_mode": "\(profileMode)",
                     "configuration": "\(model.runtime.currentConfiguration)",
                 ])
         } catch {

@@ -12,12 +12,12 @@ public final class ServedModel: Sendable {
     public let runtime: ModelRuntime
     /// The controller that tunes it.
     public let controller: ModelController
-    /// The profile the policy was built from.
-    public let profile: Profile
+    /// The profile the policy was built from (`nil` if the quick probe could not run the model).
+    public let profile: Profile?
     private let currentOptions: Mutex<ModelServingOptions>
 
     init(
-        name: String, version: Int, runtime: ModelRuntime, controller: ModelController, profile: Profile,
+        name: String, version: Int, runtime: ModelRuntime, controller: ModelController, profile: Profile?,
         options: ModelServingOptions
     ) {
         self.name = name
@@ -37,7 +37,8 @@ public final class ServedModel: Sendable {
         cores: Int
     ) throws(BackendError) -> ServedModel {
         let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime)
-        let profile = try quickProfile(backend: backend, options: options, cores: cores)
+        // A model the probe cannot run on made-up inputs is still served, with the policy's defaults.
+        let profile = try? quickProfile(backend: backend, options: options, cores: cores)
         let settings = RuntimeSettings(
             maxQueueSize: options.maxQueueSize, maxBatchSize: options.maxBatchSize, cores: cores, sloMs: options.sloMs)
         let policy = makePolicy(options: options, profile: profile, metadata: backend.metadata)
@@ -60,8 +61,9 @@ public final class ServedModel: Sendable {
         return try Profiler(backend: backend, settings: settings).run(backendDescription: "quick probe at load")
     }
 
-    static func makePolicy(options: ModelServingOptions, profile: Profile, metadata: ModelMetadata) -> any ScalingPolicy
-    {
+    static func makePolicy(
+        options: ModelServingOptions, profile: Profile?, metadata: ModelMetadata
+    ) -> any ScalingPolicy {
         let context = PolicyContext(
             profile: profile, maxBatch: metadata.supportsBatching ? options.maxBatchSize : 1,
             maxInstances: options.maxInstances, sloMs: options.sloMs)

@@ -456,10 +456,12 @@ public final class ModelRuntime: @unchecked Sendable {
         backend: any InferenceBackend, count: Int, cores: Int
     ) throws(BackendError) -> [any ModelInstance] {
         let threads = max(1, cores / max(1, count))
-        let warmup = try Profiler.sampleInputs(for: backend.metadata, batchSize: 1)
+        let warmup = (try? Profiler.sampleInputs(for: backend.metadata, batchSize: 1)) ?? [:]
         return try (0..<count).map { (_) throws(BackendError) -> any ModelInstance in
             let instance = try backend.makeInstance(threads: threads)
-            _ = try instance.run(warmup, outputNames: nil)
+            // Warm-up runs on made-up inputs; a model that needs particular sizes may reject them,
+            // which must not keep it from serving real requests.
+            _ = try? instance.run(warmup, outputNames: nil)
             return instance
         }
     }
