@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Round trips through Triton's own Python HTTP client (tritonclient.http 2.51.0).
+
+Run with the client venv (scripts/setup_clients), against a server that serves at least
+`simple` and `linear_hand` (tiny_cnn is checked when it is loaded):
+
+    .venv-client/bin/python tests/interop/tritonclient_roundtrip.py --url 127.0.0.1:8000
+
+Every output is checked exactly against values computed here with numpy. Prints one line per
+check and `N passed, M failed`; exits 1 if any check failed.
+"""
+
+import argparse
+import sys
+import traceback
+
+import numpy as np
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+# linear_hand: y = x @ W + b (scripts/make_models.py)
+LINEAR_W = np.array([[1.0, -1.0], [2.0, 0.5], [-3.0, 4.0]], dtype=np.float32)
+LINEAR_B = np.array([0.5, -2.0], dtype=np.float32)
+
+
+class Checks:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def run(self, name, fn):
+        try:
+            fn()
+        except Exception as exc:  # noqa: BLE001 - every failure is a failed check
+            self.failed += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {exc}")
+            if not isinstance(exc, AssertionError):
+                traceback.print_exc(limit=3)
+        else:
+            self.passed += 1
+            print(f"ok   {name}")
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def expect_array(got, want, what):
+    expect(got is not None, f"{what}: output missing")
+    expect(got.dtype == want.dtype, f"{what}: dtype {got.dtype}, expected {want.dtype}")
+    expect(got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}")
+    if not np.array_equal(got, want):
+        bad = np.argwhere(got != want)[:5].tolist()
+        raise AssertionError(f"{what}: values differ at {bad}: got {got.ravel()[:8]}, expected {want.ravel()[:8]}")
+
+
+def expect_tensor_meta(tensors, want, what):
+    got = [(t["name"], t["datatype"], list(t["shape"])) for t in tensors]
+    expect(got == want, f"{what}: {got}, expected {want}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", default="127.0.0.1:8000", help="host:port of the HTTP endpoint")
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+
+    rng = np.random.default_rng(args.seed)
+    client = httpclient.InferenceServerClient(url=args.url, network_timeout=60.0)
+    c = Checks()
+
+    # --- health and metadata -------------------------------------------------------------
+    c.run("server live", lambda: expect(client.is_server_live() is True, "is_server_live() is not True"))
+    c.run("server ready", lambda: expect(client.is_server_ready() is True, "is_server_ready() is not True"))
+
+    def server_metadata():
+        md = client.get_server_metadata()
+        expect(isinstance(md.get("name"), str) and md["name"], f"no name: {md}")
+        expect(isinstance(md.get("version"), str), f"no version: {md}")
+        ext = md.get("extensions")
+        expect(isinstance(ext, list), f"no extensions list: {md}")
+        expect("binary_tensor_data" in ext, f"binary_tensor_data not advertised: {ext}")
+
+    c.run("server metadata", server_metadata)
+
+    for model in ("simple", "linear_hand"):
+        c.run(f"model ready {model}", lambda m=model: expect(client.is_model_ready(m) is True, f"{m} not ready"))
+
+    def simple_metadata():
+        md = client.get_model_metadata("simple")
+        expect(md.get("name") == "simple", f"name {md.get('name')!r}")
+        expect(md.get("platform") == "onnxruntime_onnx", f"platform {md.get('platform')!r}")
+        expect_tensor_meta(md["inputs"], [("INPUT0", "INT32", [-1, 16]), ("INPUT1", "INT32", [-1, 16])], "simple inputs")
+        expect_tensor_meta(md["outputs"], [("OUTPUT0", "INT32", [-1, 16]), ("OUTPUT1", "INT32", [-1, 16])], "simple outputs")
+
+    def linear_metadata():
+        md = client.get_model_metadata("linear_hand")
+        expect(md.get("name") == "linear_hand", f"name {md.get('name')!r}")
+        expect_tensor_meta(md["inputs"], [("x", "FP32", [-1, 3])], "linear_hand inputs")
+        expect_tensor_meta(md["outputs"], [("y", "FP32", [-1, 2])], "linear_hand outputs")
+        versions = md.get("versions")
+        if versions is not None:
+            expect("1" in versions, f"versions {versions}")
+
+    def linear_config():
+        cfg = client.get_model_config("linear_hand")
+        mbs = int(cfg.get("max_batch_size", 0))
+        expect(mbs > 0, f"max_batch_size {cfg.get('max_batch_size')!r}")
+        expect([i["name"] for i in cfg.get("input", [])] == ["x"], f"config input {cfg.get('input')}")
+
+    c.run("model metadata simple", simple_metadata)
+    c.run("model metadata linear_hand", linear_metadata)
+    c.run("model config linear_hand", linear_config)
+
+    # --- simple: binary and JSON, both directions ----------------------------------------
+    def infer_simple(batch, binary_in, binary_out, request_id=""):
+        a = rng.integers(-(2**20), 2**20, size=(batch, 16), dtype=np.int32)
+        b = rng.integers(-(2**20), 2**20, size=(batch, 16), dtype=np.int32)
+        inputs = [httpclient.InferInput("INPUT0", [batch, 16], "INT32"), httpclient.InferInput("INPUT1", [batch, 16], "INT32")]
+        inputs[0].set_data_from_numpy(a, binary_data=binary_in)
+        inputs[1].set_data_from_numpy(b, binary_data=binary_in)
+        outputs = [
+            httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary_out),
+            httpclient.InferRequestedOutput("OUTPUT1", binary_data=binary_out),
+        ]
+        res = client.infer("simple", inputs, outputs=outputs, request_id=request_id)
+        expect_array(res.as_numpy("OUTPUT0"), a + b, "OUTPUT0")
+        expect_array(res.as_numpy("OUTPUT1"), a - b, "OUTPUT1")
+        resp = res.get_response()
+        expect(resp.get("model_name") == "simple", f"model_name {resp.get('model_name')!r}")
+        if request_id:
+            expect(resp.get("id") == request_id, f"id {resp.get('id')!r}, expected {request_id!r}")
+        for out in resp["outputs"]:
+            has_size = "binary_data_size" in (out.get("parameters") or {})
+            expect(has_size == binary_out, f"{out['name']}: binary_data_size present={has_size}, binary requested={binary_out}")
+            expect(("data" in out) != binary_out, f"{out['name']}: 'data' present={'data' in out}, binary requested={binary_out}")
+
+    c.run("infer simple binary in/out", lambda: infer_simple(1, True, True))
+    c.run("infer simple JSON in/out", lambda: infer_simple(1, False, False))
+    c.run("infer simple binary in, JSON out", lambda: infer_simple(2, True, False))
+    c.run("infer simple JSON in, binary out", lambda: infer_simple(2, False, True))
+    c.run("infer simple batch 4 binary, id echoed", lambda: infer_simple(4, True, True, request_id="interop-42"))
+
+    def simple_only_one_output():
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        b = np.full((1, 16), 7, dtype=np.int32)
+        inputs = [httpclient.InferInput("INPUT0", [1, 16], "INT32"), httpclient.InferInput("INPUT1", [1, 16], "INT32")]
+        inputs[0].set_data_from_numpy(a)
+        inputs[1].set_data_from_numpy(b)
+        res = client.infer("simple", inputs, outputs=[httpclient.InferRequestedOutput("OUTPUT1")])
+        expect_array(res.as_numpy("OUTPUT1"), a - b, "OUTPUT1")
+        names = [o["name"] for o in res.get_response()["outputs"]]
+        expect(names == ["OUTPUT1"], f"outputs {names}, expected only OUTPUT1")
+
+    c.run("infer simple one requested output", simple_only_one_output)
+
+    def simple_default_outputs():
+        a = np.full((1, 16), 3, dtype=np.int32)
+        b = np.arange(16, dtype=np.int32).reshape(1, 16)
+        inputs = [httpclient.InferInput("INPUT0", [1, 16], "INT32"), httpclient.InferInput("INPUT1", [1, 16], "INT32")]
+        inputs[0].set_data_from_numpy(a, binary_data=False)
+        inputs[1].set_data_from_numpy(b, binary_data=False)
+        res = client.infer("simple", inputs)  # no outputs listed: all, as JSON
+        expect_array(res.as_numpy("OUTPUT0"), a + b, "OUTPUT0")
+        expect_array(res.as_numpy("OUTPUT1"), a - b, "OUTPUT1")
+
+    c.run("infer simple all outputs by default", simple_default_outputs)
+
+    # --- linear_hand: several rows, exact float results ----------------------------------
+    def infer_linear(rows, binary):
+        # integers and halves: every product and sum is exact in float32, in any order
+        x = (rng.integers(-16, 17, size=(rows, 3)) / 2.0).astype(np.float32)
+        want = (x @ LINEAR_W + LINEAR_B).astype(np.float32)
+        inp = httpclient.InferInput("x", [rows, 3], "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary)
+        res = client.infer("linear_hand", [inp], outputs=[httpclient.InferRequestedOutput("y", binary_data=binary)])
+        expect_array(res.as_numpy("y"), want, f"y ({rows} rows)")
+
+    def linear_by_hand():
+        x = np.array([[1, 2, 3], [0.5, -1, 2]], dtype=np.float32)
+        want = np.array([[-3.5, 10.0], [-7.0, 5.0]], dtype=np.float32)  # worked by hand
+        inp = httpclient.InferInput("x", [2, 3], "FP32")
+        inp.set_data_from_numpy(x, binary_data=False)
+        res = client.infer("linear_hand", [inp], outputs=[httpclient.InferRequestedOutput("y", binary_data=False)])
+        expect_array(res.as_numpy("y"), want, "y (by hand)")
+
+    c.run("infer linear_hand by hand", linear_by_hand)
+    for rows, binary in ((1, True), (5, True), (5, False), (17, True), (64, False)):
+        c.run(f"infer linear_hand {rows} rows {'binary' if binary else 'JSON'}", lambda r=rows, b=binary: infer_linear(r, b))
+
+    # --- tiny_cnn (if loaded): shape and probabilities -----------------------------------
+    def tiny_cnn():
+        md = client.get_model_metadata("tiny_cnn")
+        iname, oname = md["inputs"][0]["name"], md["outputs"][0]["name"]
+        x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+        inp = httpclient.InferInput(iname, list(x.shape), "FP32")
+        inp.set_data_from_numpy(x)
+        p = client.infer("tiny_cnn", [inp]).as_numpy(oname)
+        expect(p is not None and p.shape == (3, 10) and p.dtype == np.float32, f"output {None if p is None else (p.shape, p.dtype)}")
+        expect(np.allclose(p.sum(axis=1), 1.0, atol=1e-5), f"rows do not sum to 1: {p.sum(axis=1)}")
+        # a batch of 3 equals three batch-1 runs
+        for i in range(3):
+            one = httpclient.InferInput(iname, [1, 3, 16, 16], "FP32")
+            one.set_data_from_numpy(x[i : i + 1])
+            q = client.infer("tiny_cnn", [one]).as_numpy(oname)
+            expect(np.allclose(q[0], p[i], rtol=1e-5, atol=1e-6), f"row {i}: batch-1 {q[0]} vs batch-3 {p[i]}")
+
+    try:
+        tiny_loaded = client.is_model_ready("tiny_cnn")
+    except InferenceServerException:
+        tiny_loaded = False
+    if tiny_loaded:
+        c.run("infer tiny_cnn batch 3 (softmax rows, equals batch-1 runs)", tiny_cnn)
+
+    # --- errors ---------------------------------------------------------------------------
+    def expect_error(fn, needle, what):
+        try:
+            fn()
+        except InferenceServerException as exc:
+            msg = exc.message() or ""
+            expect(needle in msg, f"{what}: error {msg!r} does not contain {needle!r}")
+            return exc
+        raise AssertionError(f"{what}: no error")
+
+    def unknown_model_infer():
+        inp = httpclient.InferInput("x", [1, 3], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
+        expect_error(lambda: client.infer("no_such_model", [inp]), "unknown model", "infer on unknown model")
+
+    c.run("unknown model: metadata error", lambda: expect_error(lambda: client.get_model_metadata("no_such_model"), "unknown model", "metadata"))
+    c.run("unknown model: infer error", unknown_model_infer)
+    c.run("unknown model: not ready", lambda: expect(client.is_model_ready("no_such_model") is False, "unknown model reported ready"))
+
+    def wrong_input_name():
+        inp = httpclient.InferInput("not_x", [1, 3], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32))
+        try:
+            client.infer("linear_hand", [inp])
+        except InferenceServerException as exc:
+            expect(exc.message(), "empty error message")
+            return
+        raise AssertionError("no error for an input the model does not have")
+
+    c.run("bad input name: error", wrong_input_name)
+
+    # --- statistics (advertised): counters moved ------------------------------------------
+    def statistics():
+        st = client.get_inference_statistics("simple")
+        ms = st["model_stats"]
+        expect(len(ms) >= 1 and ms[0]["name"] == "simple", f"model_stats {ms}")
+        s = ms[0]
+        expect(int(s["inference_count"]) > 0, f"inference_count {s['inference_count']}")
+        expect(int(s["inference_stats"]["success"]["count"]) > 0, f"success {s['inference_stats']['success']}")
+
+    c.run("statistics simple", statistics)
+
+    client.close()
+    print(f"{c.passed} passed, {c.failed} failed")
+    return 1 if c.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
