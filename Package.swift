@@ -60,6 +60,7 @@ let package = Package(
             name: "DNNScalerServerTests",
             dependencies: [
                 "DNNScalerServer",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),

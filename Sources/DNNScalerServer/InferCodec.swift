@@ -71,12 +71,15 @@ enum InferCodec {
             }
             var shape: [Int] = []
             for value in shapeValues {
-                guard let number = JSONValues.number(value), let dimension = Int(exactly: number.doubleValue),
-                    dimension >= 0
+                guard let number = JSONValues.number(value), number.doubleValue >= 0,
+                    number.doubleValue == number.doubleValue.rounded()
                 else {
                     throw .badRequest("input '\(name)' shape must hold non-negative integers, got \(shapeValues)")
                 }
-                shape.append(dimension)
+                guard number.doubleValue < 9e15 else {
+                    throw .badRequest("input '\(name)' shape \(shapeValues) is too large")
+                }
+                shape.append(Int(number.doubleValue))
             }
             let byteCount: Int
             do {

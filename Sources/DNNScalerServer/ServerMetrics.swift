@@ -106,8 +106,8 @@ public final class ServerMetrics: Sendable {
         }
     }
 
-    /// The Prometheus text exposition.
-    func render(models: [ServedModel]) -> [UInt8] {
+    /// The Prometheus text exposition, after bringing the gauges up to date.
+    public func render(models: [ServedModel]) -> [UInt8] {
         refresh(models: models)
         return registry.emitToBuffer()
     }
