@@ -10,7 +10,8 @@ public struct InferenceRoutes: Sendable {
     /// Protocol extensions advertised by `GET /v2`.
     public static let extensions = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
     /// The header that carries the JSON length of a binary request or response.
-    static let headerLengthField = HTTPField.Name("Inference-Header-Content-Length")!
+    // The literal is a valid field name, so the fallback is never taken.
+    static let headerLengthField = HTTPField.Name("Inference-Header-Content-Length") ?? .contentLength
 
     let manager: ModelManager
     let metrics: ServerMetrics

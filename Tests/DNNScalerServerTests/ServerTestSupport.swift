@@ -51,5 +51,5 @@ enum ServerTestSupport {
         ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object))
     }
 
-    static let headerLength = HTTPField.Name("Inference-Header-Content-Length")!
+    static let headerLength = HTTPField.Name("Inference-Header-Content-Length") ?? .contentLength
 }
