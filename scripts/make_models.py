@@ -12,6 +12,7 @@ file is missing or the generator changed.
 """
 import argparse
 import hashlib
+import json
 import os
 import sys
 
@@ -212,6 +213,22 @@ def build_all():
     return models
 
 
+# Sensible per-model serving settings for `make run` (docs/model-config.md): a p99 SLO with room
+# above the batch-1 latency measured on 2 CPU cores. Test models get no config file, so tests
+# control their settings.
+SERVING_CONFIGS = {
+    "squeezenet": {"dnnscaler": {"slo_ms": 20}},
+    "shufflenet": {"dnnscaler": {"slo_ms": 20}},
+    "resnet50": {"dnnscaler": {"slo_ms": 150}},
+    "inception_v1": {"dnnscaler": {"slo_ms": 100}},
+    "inception_v2": {"dnnscaler": {"slo_ms": 100}},
+    "densenet121": {"dnnscaler": {"slo_ms": 150}},
+    "bvlc_alexnet": {"dnnscaler": {"slo_ms": 100}},
+    "zfnet512": {"dnnscaler": {"slo_ms": 200}},
+    "vgg19": {"dnnscaler": {"slo_ms": 800}},
+}
+
+
 def generator_fingerprint():
     with open(__file__, "rb") as f:
         source = f.read()
@@ -242,6 +259,10 @@ def main():
         onnx.save(model, target + ".tmp")
         os.replace(target + ".tmp", target)
         print(f"setup: wrote {os.path.relpath(target, os.getcwd())}")
+        if name in SERVING_CONFIGS:
+            with open(os.path.join(repo, name, "config.json"), "w") as f:
+                json.dump(SERVING_CONFIGS[name], f, indent=2)
+                f.write("\n")
     with open(stamp_path, "w") as f:
         f.write(fingerprint + "\n")
     return 0

@@ -74,9 +74,8 @@ public final class ModelRuntime: @unchecked Sendable {
     private var window = LatencyWindow()
     private var sloMs: Double
     private var currentSettings: RuntimeSettings
-    /// Recent backend time per sample and per batch, for admission estimates.
+    /// Recent backend time per sample, for admission estimates.
     private var msPerSample: Double?
-    private var msPerBatch: Double?
     /// Serialises reconfigurations.
     private let reconfiguration = NSLock()
 
@@ -165,12 +164,15 @@ public final class ModelRuntime: @unchecked Sendable {
         return nil
     }
 
-    /// How long until a request of `samples` would finish if queued now: the queue ahead served by
-    /// all instances, plus its own batch. `nil` until the backend has been timed.
+    /// How long until a request of `samples` would finish if queued now: the samples ahead of it and
+    /// its own, shared by all instances at the recent cost per sample. Deliberately not pessimistic
+    /// (the batch in flight is not counted): refusing a request that would have made it costs
+    /// throughput, and one that does not make it is dropped from the queue at its deadline anyway.
+    /// `nil` until the backend has been timed.
     private func estimatedCompletionMs(addingSamples samples: Int) -> Double? {
-        guard let msPerSample, let msPerBatch else { return nil }
+        guard let msPerSample else { return nil }
         let instances = Double(max(1, configuration.instances))
-        return Double(queuedSamples) * msPerSample / instances + max(msPerBatch, Double(samples) * msPerSample)
+        return Double(queuedSamples + samples) * msPerSample / instances
     }
 
     // MARK: Workers
@@ -279,7 +281,6 @@ public final class ModelRuntime: @unchecked Sendable {
             statistics.batches[samples, default: DurationStatistic()].add(inferNs)
             statistics.lastInferenceMs = wallMs
             let batchMs = Double(inferNs) / 1e6
-            msPerBatch = Self.smoothed(msPerBatch, batchMs)
             msPerSample = Self.smoothed(msPerSample, batchMs / Double(samples))
         case .failure:
             break
