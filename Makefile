@@ -2,8 +2,11 @@
 SWIFT ?= swift
 MODEL ?= squeezenet
 PROFILE_ARGS ?= --batch-sizes 1,2,4,8 --instances 1,2 --duration 3 --slo-ms 20
+# The default model set `make run` serves; per-model SLOs come from model_repository/<m>/config.json.
+SERVE_MODELS ?= squeezenet,resnet50,shufflenet,simple
+SERVE_ARGS ?=
 
-.PHONY: setup build release run test lint format bench clean
+.PHONY: setup clients build release run profile test interop lint format bench clean
 
 ## Python venv with ONNX Runtime and onnx, and the model repository (idempotent).
 setup:
@@ -15,15 +18,29 @@ build: setup
 release: setup
 	$(SWIFT) build -c release
 
-## Sets up, builds and profiles the default model.
-run: release profiles
+## Client tools for the interoperability tests and benchmarks: tritonclient and perf_analyzer.
+clients:
+	scripts/setup_clients
+
+## Sets up, builds and serves the default model set on :8000 (metrics on :8002) until Ctrl-C.
+run: release
+	@echo "DNNScaler: KServe v2 on http://localhost:8000/v2, status on http://localhost:8000/dnnscaler/status, metrics on http://localhost:8002/metrics"
+	.build/release/dnnscaler serve --models $(SERVE_MODELS) $(SERVE_ARGS)
+
+## Profiles one model (MODEL=...) and writes profiles/MODEL.json and .csv.
+profile: release profiles
 	.build/release/dnnscaler profile $(MODEL) $(PROFILE_ARGS) --json profiles/$(MODEL).json --csv profiles/$(MODEL).csv
 
-## Sets up, builds, runs every test and checks formatting.
-test: setup
+## Sets up, builds, runs every test (Swift, then perf_analyzer and tritonclient against the server) and checks formatting.
+test: setup clients
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
+	DNNSCALER_BIN=.build/debug/dnnscaler tests/interop/run_interop.sh
 	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
+
+interop: clients
+	$(SWIFT) build
+	DNNSCALER_BIN=.build/debug/dnnscaler tests/interop/run_interop.sh
 
 lint:
 	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
