@@ -46,7 +46,8 @@ public final class ModelController: Sendable {
         try runtime.apply(policy.initialConfiguration)
     }
 
-    /// The policy's name, the lever it tunes and its recent decisions (newest last).
+    /// The policy's name, the lever it tunes and its recent decisions (newest last): every change,
+    /// and the latest hold.
     public var status: (policy: String, mode: ScalingMode?, decisions: [DecisionRecord]) {
         state.withLock { ($0.policy.name, $0.policy.mode, $0.decisions) }
     }
@@ -98,7 +99,12 @@ public final class ModelController: Sendable {
             time: observation.time, configuration: runtime.currentConfiguration, reason: reason,
             tailLatencyMs: observation.tailLatencyMs, changed: changed)
         state.withLock { state in
-            state.decisions.append(record)
+            // Changes are kept (the last 50); a hold only replaces a previous hold at the end.
+            if !record.changed, let last = state.decisions.last, !last.changed {
+                state.decisions[state.decisions.count - 1] = record
+            } else {
+                state.decisions.append(record)
+            }
             if state.decisions.count > 50 { state.decisions.removeFirst(state.decisions.count - 50) }
         }
         return record
