@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""What serving over HTTP costs: `dnnscaler serve` measured with perf_analyzer against the same
+configuration run in process by `dnnscaler profile`.
+
+(a) Latency floor: perf_analyzer at concurrency 1 on `simple` (two INT32 [1,16] inputs, trivial
+    compute) against `serve --policy static --batch-size 1 --instances 1`; client p50/p99, the
+    median of --repeats runs (a fresh server each run).
+(b) Throughput: for resnet50 and squeezenet, the saturated server throughput (perf_analyzer closed
+    loop at --concurrency, binary tensors, batch-1 requests) of a static configuration against the
+    in-process throughput of the same configuration (`dnnscaler profile ... --json`,
+    points[0].throughput), run alternately --repeats times each; medians and ratio
+    server / in-process (target >= 0.95). Configurations (server static k x b; in process k
+    instances x t threads, batch b):
+        1 instance,  batch 1  (in process --instances 1 --threads 2 --batch-sizes 1), concurrency 4
+        2 instances, batch 1  (in process --instances 2 --threads 1 --batch-sizes 1), concurrency 4
+        1 instance,  batch 4  (in process --instances 1 --threads 2 --batch-sizes 4), concurrency 8
+    The server gets a huge SLO (600000 ms, written into a temporary copy of the repository's
+    config.json, which wins over `serve --slo-ms`) so that its deadline-based admission control
+    never refuses a request of the closed loop: perf_analyzer stops at the first failed request.
+
+On a 2-core machine perf_analyzer and the server share the cores: the client's CPU time is part
+of what the server-side figure pays, the in-process figure does not pay it. Run it alone.
+
+Standard library only; run it with either venv, e.g.
+    .venv-client/bin/python bench/serving_overhead.py [--repeats 3] [--json bench/results/serving_overhead.json]
+    .venv-client/bin/python bench/serving_overhead.py --quick        # smoke run, about 3 minutes
+Needs scripts/setup (models, ONNX Runtime), scripts/setup_clients (perf_analyzer) and the release
+build (.build/release/dnnscaler, or --bin / $DNNSCALER_BIN).
+
+The helpers here (Server, perf_analyzer runs, CSV parsing) are also used by serving_tuning.py.
+"""
+import argparse
+import contextlib
+import csv
+import datetime
+import glob
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_BIN = os.environ.get("DNNSCALER_BIN", os.path.join(ROOT, ".build", "release", "dnnscaler"))
+DEFAULT_CLIENT_VENV = os.environ.get("DNNSCALER_CLIENT_VENV", os.path.join(ROOT, ".venv-client"))
+DEFAULT_REPOSITORY = os.path.join(ROOT, "model_repository")
+
+CORES_NOTE = (f"note: {os.cpu_count()} CPU cores; perf_analyzer and the server share them, so the "
+              "client's CPU time is part of what the server-side figures pay")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, spec=".1f", missing="-"):
+    return missing if value is None else format(value, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Client tools
+
+
+class ClientTools:
+    """perf_analyzer from the client venv (scripts/setup_clients) and the environment it needs."""
+
+    def __init__(self, venv=DEFAULT_CLIENT_VENV):
+        self.perf_analyzer = os.path.join(venv, "bin", "perf_analyzer")
+        if not os.access(self.perf_analyzer, os.X_OK):
+            sys.exit(f"no perf_analyzer at {self.perf_analyzer}: run scripts/setup_clients")
+        libs = sorted(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "nvidia", "cuda_runtime", "lib")))
+        if not libs:
+            sys.exit(f"nvidia-cuda-runtime-cu12 missing in {venv}: run scripts/setup_clients")
+        self.env = dict(os.environ)
+        self.env["LD_LIBRARY_PATH"] = libs[0] + (":" + self.env["LD_LIBRARY_PATH"] if self.env.get("LD_LIBRARY_PATH") else "")
+
+
+class PAResult:
+    """One perf_analyzer run: exit status, the CSV rows (one per load level), what stdout said."""
+
+    def __init__(self, rc, rows, output):
+        self.rc = rc
+        self.rows = rows
+        self.output = output
+        self.errors = re.findall(r"Thread \[\d+\] had error: (.*)", output)
+        self.unstable = "Failed to obtain stable measurement" in output
+        delayed = re.findall(r"([0-9.]+)% of the requests were delayed", output)
+        self.delayed_pct = max(float(d) for d in delayed) if delayed else 0.0
+
+    @property
+    def ok(self):
+        return self.rc == 0 and bool(self.rows) and not self.errors
+
+    def why(self):
+        if self.errors:
+            return f"request error: {self.errors[0]}"
+        if self.unstable:
+            return "no stable measurement"
+        if self.rc != 0:
+            tail = [line for line in self.output.strip().splitlines() if line.strip()][-1:]
+            return f"perf_analyzer exit {self.rc}: {tail[0] if tail else ''}"
+        if not self.rows:
+            return "no result row"
+        return "ok"
+
+
+def read_pa_csv(path):
+    """perf_analyzer -f FILE --verbose-csv: a header line, one row per load level, then maybe a
+    blank line and extra sections. Numbers become floats; latencies are in microseconds."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        lines = f.read().splitlines()
+    block = []
+    for line in lines:
+        if not line.strip():
+            if block:
+                break
+            continue
+        block.append(line)
+    if len(block) < 2:
+        return []
+    rows = []
+    for raw in csv.DictReader(block):
+        row = {}
+        for key, value in raw.items():
+            if key is None:
+                continue
+            try:
+                row[key.strip()] = float(value)
+            except (TypeError, ValueError):
+                row[key.strip()] = value
+        rows.append(row)
+    return rows
+
+
+def run_perf_analyzer(tools, url, model, args, timeout=600):
+    """Runs perf_analyzer with -f/--verbose-csv added; never raises on its failure."""
+    with tempfile.TemporaryDirectory(prefix="dnnscaler-pa-") as tmp:
+        csv_path = os.path.join(tmp, "out.csv")
+        cmd = [tools.perf_analyzer, "-m", model, "-u", url, "-f", csv_path, "--verbose-csv"] + [str(a) for a in args]
+        try:
+            proc = subprocess.run(cmd, env=tools.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                  timeout=timeout)
+            rc, output = proc.returncode, proc.stdout
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout or ""
+            rc, output = 124, (out.decode() if isinstance(out, bytes) else out) + "\n(timed out)"
+        rows = read_pa_csv(csv_path) if rc == 0 else []
+        return PAResult(rc, rows, output)
+
+
+# ---------------------------------------------------------------------------------------------
+# The server
+
+
+def free_ports(count):
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def http(method, url, body=None, timeout=10.0):
+    """(status, parsed JSON or text); status 0 when the connection failed."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, text = resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError):
+        return 0, None
+    try:
+        return status, json.loads(text) if text else None
+    except ValueError:
+        return status, text
+
+
+class Server:
+    """`dnnscaler serve` on free ports, logging to a temporary file; a context manager that always
+    stops it (SIGTERM, then SIGKILL after 30 s)."""
+
+    def __init__(self, binary, models, slo_ms, policy=None, batch_size=None, instances=None, extra=(),
+                 repository=DEFAULT_REPOSITORY, ready_timeout=180):
+        self.binary, self.models, self.slo_ms = binary, models, slo_ms
+        self.policy, self.batch_size, self.instances = policy, batch_size, instances
+        self.extra, self.repository, self.ready_timeout = list(extra), repository, ready_timeout
+        self.proc = None
+        self.exit_code = None
+        self.log_file = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        http_port, metrics_port = free_ports(2)
+        self.url = f"127.0.0.1:{http_port}"
+        self.base = f"http://{self.url}"
+        cmd = [self.binary, "serve", "--model-repository", self.repository, "--models", ",".join(self.models),
+               "--host", "127.0.0.1", "--http-port", str(http_port), "--metrics-port", str(metrics_port),
+               "--slo-ms", str(self.slo_ms)]
+        if self.policy:
+            cmd += ["--policy", self.policy]
+        if self.batch_size is not None:
+            cmd += ["--batch-size", str(self.batch_size)]
+        if self.instances is not None:
+            cmd += ["--instances", str(self.instances)]
+        cmd += self.extra
+        self.log_file = tempfile.NamedTemporaryFile(prefix="dnnscaler-serve-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with status {self.proc.returncode} before it was ready:\n{self.log_tail()}")
+            status, _ = http("GET", self.base + "/v2/health/ready", timeout=2)
+            if status == 200:
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise RuntimeError(f"server not ready within {self.ready_timeout} s:\n{self.log_tail()}")
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                log("server did not stop within 30 s of SIGTERM: killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self.exit_code = self.proc.returncode
+        self.proc = None
+        if self.log_file is not None:
+            self.log_file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.log_file.name)
+            self.log_file = None
+
+    def log_tail(self, lines=20):
+        if self.log_file is None:
+            return ""
+        self.log_file.flush()
+        with open(self.log_file.name, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+
+    def status(self, model):
+        status, body = http("GET", self.base + "/dnnscaler/status", timeout=5)
+        if status != 200 or not isinstance(body, dict):
+            return None
+        for m in body.get("models", []):
+            if m.get("name") == model:
+                return m
+        return None
+
+    def configuration(self, model):
+        st = self.status(model)
+        return None if st is None else st.get("configuration")
+
+    def load(self, model, config):
+        """POST /v2/repository/models/{model}/load with a config override (a dict)."""
+        return http("POST", f"{self.base}/v2/repository/models/{model}/load",
+                    {"parameters": {"config": json.dumps(config)}}, timeout=120)
+
+
+@contextlib.contextmanager
+def model_repository(models, source=DEFAULT_REPOSITORY, **dnnscaler):
+    """A temporary repository serving `models` from `source` (version folders linked, not copied),
+    with each model's config.json updated with the given `dnnscaler` fields (e.g. slo_ms=20): the
+    models' own config.json (e.g. squeezenet's slo_ms 20) wins over `serve --slo-ms`, so a
+    benchmark that needs another SLO sets it here."""
+    with tempfile.TemporaryDirectory(prefix="dnnscaler-repo-") as tmp:
+        for model in models:
+            src = os.path.join(source, model)
+            if not os.path.isdir(src):
+                sys.exit(f"model {model} not in {source}: run scripts/setup")
+            dst = os.path.join(tmp, model)
+            os.makedirs(dst)
+            config = {}
+            for entry in os.listdir(src):
+                path = os.path.join(src, entry)
+                if entry == "config.json":
+                    with open(path) as f:
+                        config = json.load(f)
+                else:
+                    os.symlink(os.path.abspath(path), os.path.join(dst, entry))
+            if dnnscaler:
+                config.setdefault("dnnscaler", {}).update(dnnscaler)
+            with open(os.path.join(dst, "config.json"), "w") as f:
+                json.dump(config, f)
+        yield tmp
+
+
+def describe_configuration(cfg):
+    if not cfg:
+        return "?"
+    return f"{cfg.get('instances')}x{cfg.get('threads_per_instance')}T b{cfg.get('batch_limit')}"
+
+
+# ---------------------------------------------------------------------------------------------
+# In process
+
+
+def profile_throughput(binary, model, instances, threads, batch, duration, repository=DEFAULT_REPOSITORY):
+    with tempfile.TemporaryDirectory(prefix="dnnscaler-profile-") as tmp:
+        out = os.path.join(tmp, "profile.json")
+        subprocess.run([binary, "profile", model, "--model-repository", repository, "--instances", str(instances),
+                        "--threads", str(threads), "--batch-sizes", str(batch), "--duration", str(duration),
+                        "--json", out], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        with open(out) as f:
+            return json.load(f)["points"][0]["throughput"]
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) latency at concurrency 1 on `simple`
+
+
+def latency_floor(args, tools):
+    runs = []
+    print("(a) latency floor: perf_analyzer concurrency 1 on simple, binary tensors over HTTP, "
+          "server --policy static --batch-size 1 --instances 1", flush=True)
+    print(f"{'run':<6} {'p50 us':>8} {'p90 us':>8} {'p99 us':>8} {'avg us':>8} {'server us':>10} {'infer/s':>9}  config",
+          flush=True)
+    for repeat in range(args.repeats):
+        row = None
+        cfg = None
+        why = ""
+        try:
+            with model_repository(["simple"], args.model_repository, slo_ms=args.slo_ms) as repo, \
+                    Server(args.bin, ["simple"], args.slo_ms, policy="static", batch_size=1, instances=1,
+                           repository=repo) as server:
+                cfg = server.configuration("simple")
+                # no --percentile: stabilize on the average; the CSV has p50..p99 anyway
+                base = ["--concurrency-range", "1", "-p", args.window_ms, "--max-trials", args.max_trials]
+                res = run_perf_analyzer(tools, server.url, "simple", base + ["-s", args.stability])
+                if not res.ok and res.unstable and not res.errors:
+                    res = run_perf_analyzer(tools, server.url, "simple", base + ["-s", "50"])
+                if res.ok:
+                    row = res.rows[0]
+                else:
+                    why = res.why()
+        except RuntimeError as exc:
+            why = str(exc).splitlines()[0]
+        if row is None:
+            print(f"{repeat + 1:<6} failed: {why}", flush=True)
+            runs.append(None)
+            continue
+        server_us = sum(row.get(k, 0.0) for k in ("Server Queue", "Server Compute Input", "Server Compute Infer",
+                                                 "Server Compute Output"))
+        r = {"p50_us": row.get("p50 latency"), "p90_us": row.get("p90 latency"), "p99_us": row.get("p99 latency"),
+             "avg_us": row.get("Avg latency"), "server_us": server_us, "throughput": row.get("Inferences/Second"),
+             "configuration": cfg}
+        runs.append(r)
+        print(f"{repeat + 1:<6} {fmt(r['p50_us'], '.0f'):>8} {fmt(r['p90_us'], '.0f'):>8} {fmt(r['p99_us'], '.0f'):>8} "
+              f"{fmt(r['avg_us'], '.0f'):>8} {fmt(server_us, '.0f'):>10} {fmt(r['throughput']):>9}  "
+              f"{describe_configuration(cfg)}", flush=True)
+    good = [r for r in runs if r]
+    result = {"runs": runs}
+    for key in ("p50_us", "p90_us", "p99_us", "avg_us", "server_us", "throughput"):
+        result[key + "_median"] = median([r[key] for r in good])
+    print(f"{'median':<6} {fmt(result['p50_us_median'], '.0f'):>8} {fmt(result['p90_us_median'], '.0f'):>8} "
+          f"{fmt(result['p99_us_median'], '.0f'):>8} {fmt(result['avg_us_median'], '.0f'):>8} "
+          f"{fmt(result['server_us_median'], '.0f'):>10} {fmt(result['throughput_median']):>9}", flush=True)
+    print("  (server us: perf_analyzer's server-side queue + compute from the statistics extension; "
+          "the rest of avg is HTTP, parsing and the client)", flush=True)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) saturated server throughput against in process
+
+
+# (instances, in-process threads per instance, batch size, perf_analyzer concurrency)
+CONFIGURATIONS = [(1, 2, 1, 4), (2, 1, 1, 4)]
+BATCH_CONFIGURATION = (1, 2, 4, 8)
+
+
+def server_throughput(args, tools, model, instances, batch, concurrency):
+    """(throughput, configuration the server reports, why-not) for one fresh server."""
+    try:
+        with model_repository([model], args.model_repository, slo_ms=args.slo_ms) as repo, \
+                Server(args.bin, [model], args.slo_ms, policy="static", batch_size=batch, instances=instances,
+                       repository=repo) as server:
+            cfg = server.configuration(model)
+            base = ["--concurrency-range", str(concurrency), "-p", args.window_ms, "--max-trials", args.max_trials]
+            res = run_perf_analyzer(tools, server.url, model, base + ["-s", args.stability])
+            if not res.ok and res.unstable and not res.errors:
+                # A 2-core VM is noisy; a looser stability criterion still gives an honest average.
+                res = run_perf_analyzer(tools, server.url, model, base + ["-s", "50"])
+            if not res.ok:
+                return None, cfg, res.why()
+            return res.rows[0]["Inferences/Second"], cfg, ""
+    except RuntimeError as exc:
+        return None, None, str(exc).splitlines()[0]
+
+
+def throughput_comparison(args, tools):
+    configs = list(CONFIGURATIONS)
+    if not args.no_batch4:
+        configs.append(BATCH_CONFIGURATION)
+    rows = []
+    print(f"\n(b) saturated throughput: server (perf_analyzer closed loop, binary, batch-1 requests, -p {args.window_ms}) "
+          f"vs in process (dnnscaler profile --duration {args.duration}); {args.repeats} alternating runs each", flush=True)
+    print(f"{'model':<12} {'config':<14} {'conc':>4} {'server/s':>9} {'in-proc/s':>10} {'ratio':>6}  runs (server | in-process)",
+          flush=True)
+    for model in args.models.split(","):
+        for instances, threads, batch, concurrency in configs:
+            served, inproc, cfgs, notes = [], [], [], []
+            for repeat in range(args.repeats):
+                order = ["server", "inproc"] if repeat % 2 == 0 else ["inproc", "server"]
+                for side in order:
+                    if side == "server":
+                        value, cfg, why = server_throughput(args, tools, model, instances, batch, concurrency)
+                        served.append(value)
+                        cfgs.append(describe_configuration(cfg))
+                        if why:
+                            notes.append(why)
+                    else:
+                        try:
+                            inproc.append(profile_throughput(args.bin, model, instances, threads, batch, args.duration,
+                                                             args.model_repository))
+                        except subprocess.CalledProcessError as exc:
+                            inproc.append(None)
+                            notes.append(f"profile failed: exit {exc.returncode}")
+            row = {"model": model, "instances": instances, "threads": threads, "batch_size": batch,
+                   "concurrency": concurrency, "server_runs": served, "inprocess_runs": inproc,
+                   "server_configurations": cfgs, "server_median": median(served), "inprocess_median": median(inproc),
+                   "notes": notes}
+            row["ratio"] = (row["server_median"] / row["inprocess_median"]
+                            if row["server_median"] and row["inprocess_median"] else None)
+            rows.append(row)
+            config = f"{instances}x{threads}T b{batch}"
+            runs = " ".join(fmt(v) for v in served) + " | " + " ".join(fmt(v) for v in inproc)
+            print(f"{model:<12} {config:<14} {concurrency:>4} {fmt(row['server_median']):>9} "
+                  f"{fmt(row['inprocess_median']):>10} {fmt(row['ratio'], '.3f'):>6}  {runs}", flush=True)
+            expected = f"{instances}x{threads}T b{batch}"
+            odd = sorted({c for c in cfgs if c != expected})
+            if odd:
+                print(f"  warning: the server reported configuration(s) {', '.join(odd)}, expected {expected}", flush=True)
+            for note in sorted(set(notes)):
+                print(f"  note: {note}", flush=True)
+    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+    if ratios:
+        print(f"minimum ratio server/in-process: {min(ratios):.3f} (target >= 0.95)", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="runs per side and configuration (default 3)")
+    parser.add_argument("--window-ms", type=int, default=5000, help="perf_analyzer -p for throughput (default 5000)")
+    parser.add_argument("--latency-window-ms", type=int, default=3000, help="perf_analyzer -p for (a) (default 3000)")
+    parser.add_argument("--duration", type=float, default=5.0, help="in-process seconds per run (default 5)")
+    parser.add_argument("--stability", default="15", help="perf_analyzer -s, in percent (default 15; "
+                        "an unstable throughput run is retried once with 50)")
+    parser.add_argument("--max-trials", default="8", help="perf_analyzer --max-trials (default 8)")
+    parser.add_argument("--models", default="resnet50,squeezenet")
+    parser.add_argument("--no-batch4", action="store_true", help="skip static batch 4 at concurrency 8")
+    parser.add_argument("--skip-latency", action="store_true", help="skip (a)")
+    parser.add_argument("--skip-throughput", action="store_true", help="skip (b)")
+    parser.add_argument("--slo-ms", type=float, default=600000,
+                        help="the server's SLO; huge so that deadline admission never refuses (default 600000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 repeat, 1 s windows, 2 s in process, no batch 4")
+    parser.add_argument("--bin", default=DEFAULT_BIN, help="dnnscaler binary (default .build/release/dnnscaler)")
+    parser.add_argument("--client-venv", default=DEFAULT_CLIENT_VENV)
+    parser.add_argument("--model-repository", default=DEFAULT_REPOSITORY)
+    parser.add_argument("--json", default=None, help="write the results here too")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.window_ms, args.latency_window_ms, args.duration = 1, 1000, 1000, 2.0
+        args.max_trials, args.no_batch4 = "5", True
+    if not os.access(args.bin, os.X_OK):
+        sys.exit(f"{args.bin} not built: run `make release` first (or pass --bin)")
+    tools = ClientTools(args.client_venv)
+    latency_args = argparse.Namespace(**vars(args))
+    latency_args.window_ms = args.latency_window_ms
+
+    print(CORES_NOTE, flush=True)
+    started = time.monotonic()
+    result = {"date": datetime.datetime.now().isoformat(), "cpu_count": os.cpu_count(), "repeats": args.repeats,
+              "window_ms": args.window_ms, "duration_s": args.duration, "quick": args.quick}
+    if not args.skip_latency:
+        result["latency"] = latency_floor(latency_args, tools)
+    if not args.skip_throughput:
+        result["throughput"] = throughput_comparison(args, tools)
+    print(f"({time.monotonic() - started:.0f} s; {CORES_NOTE})", flush=True)
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"wrote {args.json}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
