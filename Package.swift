@@ -28,6 +28,7 @@ let package = Package(
             dependencies: [
                 "COnnxRuntime",
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
         // KServe v2 / Triton HTTP protocol, metrics endpoint, status API.

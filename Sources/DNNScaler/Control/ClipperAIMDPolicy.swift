@@ -21,7 +21,7 @@ public struct ClipperAIMDPolicy: ScalingPolicy {
     public mutating func decide(_ observation: Observation) -> Decision {
         var next = observation.current
         next.instances = 1
-        guard let tail = observation.tailLatencyMs else {
+        guard let tail = observation.steeringLatencyMs else {
             return Decision(configuration: next, reason: "no completed requests: hold")
         }
         if tail > observation.sloMs {

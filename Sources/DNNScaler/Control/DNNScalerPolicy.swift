@@ -78,7 +78,7 @@ public struct DNNScalerPolicy: ScalingPolicy {
     private mutating func decideBatch(_ observation: Observation) -> Decision {
         var next = observation.current
         next.instances = 1
-        guard let tail = observation.tailLatencyMs else {
+        guard let tail = observation.steeringLatencyMs else {
             return Decision(configuration: next, reason: "no completed requests: hold")
         }
         let batch = next.batchLimit
@@ -112,7 +112,7 @@ public struct DNNScalerPolicy: ScalingPolicy {
         guard observation.time >= decideAfter else {
             return Decision(configuration: next, reason: "new instance warming up: hold")
         }
-        guard let tail = observation.tailLatencyMs else {
+        guard let tail = observation.steeringLatencyMs else {
             return Decision(configuration: next, reason: "no completed requests: hold")
         }
         let tailText = ClipperAIMDPolicy.ms(tail)

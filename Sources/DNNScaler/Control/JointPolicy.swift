@@ -50,7 +50,7 @@ public struct JointPolicy: ScalingPolicy {
         guard observation.time >= decideAfter else {
             return Decision(configuration: next, reason: "new instances warming up: hold")
         }
-        guard let tail = observation.tailLatencyMs else {
+        guard let tail = observation.steeringLatencyMs else {
             return Decision(configuration: next, reason: "no completed requests: hold")
         }
         let tailText = ClipperAIMDPolicy.ms(tail)

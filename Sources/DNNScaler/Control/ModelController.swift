@@ -79,7 +79,8 @@ public final class ModelController: Sendable {
                 completed: completed,
                 arrivalRate: Double(snapshot.statistics.arrivals - state.lastArrivals) / elapsed,
                 throughput: Double(completed) / elapsed, shed: Int(snapshot.statistics.shedCount - state.lastShed),
-                queueLength: snapshot.queueLength, sloMs: runtime.currentSloMs, current: snapshot.configuration)
+                queueLength: snapshot.queueLength, sloMs: runtime.currentSloMs, current: snapshot.configuration,
+                serviceTailMs: snapshot.serviceWindow.percentile(percentile, since: since))
             state.lastDecisionTime = snapshot.time
             state.lastArrivals = snapshot.statistics.arrivals
             state.lastShed = snapshot.statistics.shedCount

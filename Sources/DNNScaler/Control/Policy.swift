@@ -19,12 +19,15 @@ public struct Observation: Sendable, Equatable {
     public var sloMs: Double
     /// The configuration in force during the period.
     public var current: ServingConfiguration
+    /// The same percentile of batch execution times in the period (the service, without queueing), in ms.
+    public var serviceTailMs: Double?
 
     /// Creates an observation.
     public init(
         time: Double, tailLatencyMs: Double?, completed: Int = 0, arrivalRate: Double = 0, throughput: Double = 0,
-        shed: Int = 0, queueLength: Int = 0, sloMs: Double, current: ServingConfiguration
+        shed: Int = 0, queueLength: Int = 0, sloMs: Double, current: ServingConfiguration, serviceTailMs: Double? = nil
     ) {
+        self.serviceTailMs = serviceTailMs
         self.time = time
         self.tailLatencyMs = tailLatencyMs
         self.completed = completed
@@ -41,6 +44,16 @@ public struct Observation: Sendable, Equatable {
 
     /// Whether requests are waiting or being refused: the load is at or above capacity.
     public var isBacklogged: Bool { shed > 0 || queueLength > current.instances * current.batchLimit }
+
+    /// The latency the knobs are judged by. Normally the per-request tail. When backlogged, the
+    /// queue (bounded by shedding at the SLO) makes the tail, and a smaller batch would only make
+    /// the queue worse; what the configuration decides is then about two batch times (one waiting
+    /// for the batch in flight, one running), so the smaller of the tail and that is used.
+    public var steeringLatencyMs: Double? {
+        guard let tail = tailLatencyMs else { return nil }
+        guard isBacklogged, let service = serviceTailMs else { return tail }
+        return min(tail, 2 * service)
+    }
 }
 
 /// A policy's answer: the configuration to serve with next, and why.

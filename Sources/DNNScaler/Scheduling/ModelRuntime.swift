@@ -41,6 +41,8 @@ public struct RuntimeSnapshot: Sendable {
     public var time: Double
     /// Recent per-request latencies.
     public var latencyWindow: LatencyWindow
+    /// Recent batch execution times (the service, without queueing).
+    public var serviceWindow: LatencyWindow
 }
 
 /// Serves one loaded model: a bounded, deadline-aware queue; a dynamic batcher that never waits
@@ -72,6 +74,7 @@ public final class ModelRuntime: @unchecked Sendable {
     private var accepting = false
     private var statistics = ModelStatistics()
     private var window = LatencyWindow()
+    private var serviceWindow = LatencyWindow()
     private var sloMs: Double
     private var currentSettings: RuntimeSettings
     /// Recent backend time per sample, for admission estimates.
@@ -236,10 +239,14 @@ public final class ModelRuntime: @unchecked Sendable {
         }
     }
 
-    /// Fails queued requests whose deadline has passed (lock held).
+    /// Fails queued requests that can no longer finish by their deadline: those whose deadline
+    /// comes before the batch about to start would end (lock held).
     private func dropExpiredRequests() {
         let now = clock.now
-        while let first = queue.first, first.deadline < now {
+        let batchSamples = Double(min(configuration.batchLimit, max(1, queuedSamples)))
+        let expectedServiceMs = (msPerSample ?? 0) * batchSamples
+        let cutoff = now.advanced(by: .microseconds(Int64(expectedServiceMs * 1000)))
+        while let first = queue.first, first.deadline < cutoff {
             queue.removeFirst()
             queuedSamples -= first.batchSize
             statistics.shedCount += 1
@@ -281,6 +288,7 @@ public final class ModelRuntime: @unchecked Sendable {
             statistics.batches[samples, default: DurationStatistic()].add(inferNs)
             statistics.lastInferenceMs = wallMs
             let batchMs = Double(inferNs) / 1e6
+            serviceWindow.record(time: time, latencyMs: batchMs)
             msPerSample = Self.smoothed(msPerSample, batchMs / Double(samples))
         case .failure:
             break
@@ -434,7 +442,8 @@ public final class ModelRuntime: @unchecked Sendable {
         defer { condition.unlock() }
         return RuntimeSnapshot(
             configuration: configuration, queueLength: queue.count, inFlight: inFlight, statistics: statistics,
-            time: Profiler.milliseconds(start.duration(to: now)) / 1000, latencyWindow: window)
+            time: Profiler.milliseconds(start.duration(to: now)) / 1000, latencyWindow: window,
+            serviceWindow: serviceWindow)
     }
 
     /// Whether the runtime accepts requests.
