@@ -207,7 +207,7 @@ enum InferCodec {
         result.reserveCapacity(values.count)
         for value in values {
             guard let number = JSONValues.number(value) else {
-                throw .badRequest("input '\(name)': \(Element.dataType) data must be integers, got \(value)")
+                throw .badRequest("input '\(name)': \(Element.dataType) data must be integers, got \(describe(value))")
             }
             let converted: Element?
             if Element.isSigned {
@@ -232,11 +232,18 @@ enum InferCodec {
         result.reserveCapacity(values.count)
         for value in values {
             guard let number = JSONValues.number(value) else {
-                throw .badRequest("input '\(name)': floating-point data must be numbers, got \(value)")
+                throw .badRequest("input '\(name)': floating-point data must be numbers, got \(describe(value))")
             }
             result.append(number.doubleValue)
         }
         return result
+    }
+
+    /// A JSON value as the client wrote it (booleans as true/false, not 1/0).
+    private static func describe(_ value: Any) -> String {
+        if let flag = JSONValues.boolean(value) { return flag ? "true" : "false" }
+        if value is NSNull { return "null" }
+        return "\(value)"
     }
 
     // MARK: Encoding
@@ -246,7 +253,9 @@ enum InferCodec {
         _ response: InferenceResponse, modelName: String, version: String, decoded: DecodedInferRequest
     ) -> (body: ByteBuffer, jsonLength: Int?) {
         var json = #"{"model_name":"# + jsonString(modelName) + #","model_version":"# + jsonString(version)
-        json += #","id":"# + jsonString(response.id) + #","outputs":["#
+        // The id is echoed only when the client gave one (as Triton does).
+        if !response.id.isEmpty { json += #","id":"# + jsonString(response.id) }
+        json += #","outputs":["#
         var binaryParts: [Tensor] = []
         for (index, output) in response.outputs.enumerated() {
             let binary = decoded.outputs?.first { $0.name == output.name }?.binary ?? decoded.binaryByDefault

@@ -258,3 +258,41 @@ import Testing
         }
     }
 }
+
+@Suite(.serialized) struct ProtocolEdgeTests {
+    @Test func batchesOverTheLimitAndBooleansAsNumbersAreRefused() async throws {
+        let server = try await ServerTestSupport.server(
+            models: ["linear_hand"], defaults: ModelServingOptions(sloMs: 5000, maxBatchSize: 4, probeSeconds: 0.05))
+        try await ServerTestSupport.withLiveServer(server) { client in
+            let tooBig: [String: Any] = [
+                "inputs": [
+                    ["name": "x", "datatype": "FP32", "shape": [5, 3], "data": [Double](repeating: 1, count: 15)]
+                ]
+            ]
+            try await client.execute(
+                uri: "/v2/models/linear_hand/infer", method: .post, body: try ServerTestSupport.body(tooBig)
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("batch size 5 exceeds the model's max_batch_size 4"))
+            }
+            let booleans: [String: Any] = [
+                "inputs": [["name": "x", "datatype": "FP32", "shape": [1, 3], "data": [true, false, true]]]
+            ]
+            try await client.execute(
+                uri: "/v2/models/linear_hand/infer", method: .post, body: try ServerTestSupport.body(booleans)
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect(String(buffer: response.body).contains("must be numbers, got true"))
+            }
+            let noID: [String: Any] = [
+                "inputs": [["name": "x", "datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3]]]
+            ]
+            try await client.execute(
+                uri: "/v2/models/linear_hand/infer", method: .post, body: try ServerTestSupport.body(noID)
+            ) { response in
+                let object = try #require(try ServerTestSupport.json(response) as? [String: Any])
+                #expect(object["id"] == nil)
+            }
+        }
+    }
+}

@@ -117,6 +117,12 @@ public final class ModelRuntime: @unchecked Sendable {
             countRejected()
             throw .backend(.invalidArgument("all inputs must have the same batch size (first dimension) of at least 1"))
         }
+        let maxBatch = metadata.supportsBatching ? settings.maxBatchSize : Int.max
+        guard batchSize <= maxBatch else {
+            countRejected()
+            throw .backend(
+                .invalidArgument("batch size \(batchSize) exceeds the model's max_batch_size \(maxBatch)"))
+        }
         let key = metadata.inputs.map { request.inputs[$0.name].map { Array($0.shape.dropFirst()) } ?? [] }
         let result = await withCheckedContinuation {
             (continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>) in
