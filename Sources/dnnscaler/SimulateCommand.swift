@@ -47,8 +47,8 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Instances for --policy static.")
     var instances = 1
 
-    @Option(help: "The most instances a policy may use.")
-    var maxInstances = 10
+    @Option(help: "The most instances a policy may use (default: the most the profile measured).")
+    var maxInstances: Int?
 
     @Option(help: "The largest batch a policy may use.")
     var maxBatchSize = 127
@@ -78,7 +78,8 @@ struct SimulateCommand: ParsableCommand {
         let loaded = try Self.loadProfile(path: profile, sloMs: sloMs)
         let kind = PolicyKind(rawValue: policy) ?? .dnnscaler
         let context = PolicyContext(
-            profile: loaded, maxBatch: maxBatchSize, maxInstances: maxInstances, sloMs: sloMs)
+            profile: loaded, maxBatch: maxBatchSize,
+            maxInstances: maxInstances ?? loaded.points.map(\.instances).max() ?? 1, sloMs: sloMs)
         let scalingPolicy = PolicyFactory.make(
             kind, context: context, fixed: ServingConfiguration(batchLimit: batchSize, instances: instances))
         let arrivals: ArrivalProcess =

@@ -4,7 +4,8 @@
 ///   SLO at batch 1 removes an instance; below the band at the largest batch while requests queue
 ///   adds one - and a new count gets 3 s to warm up.
 /// It starts from the profile's highest-throughput point whose per-batch latency leaves half the
-/// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode.
+/// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode, and it
+/// never raises the batch limit past what the profile says fits in half the SLO.
 public struct JointPolicy: ScalingPolicy {
     /// `joint`.
     public let name = PolicyKind.joint.rawValue
@@ -22,14 +23,31 @@ public struct JointPolicy: ScalingPolicy {
     private var searchLow = 1
     private var searchHigh: Int
     private var decideAfter = 0.0
+    /// Per instance count, the largest batch whose profiled batch time leaves half the SLO for
+    /// waiting: a burst can then never form a batch that alone breaks the SLO.
+    private let batchCaps: [Int: Int]
 
     /// Creates the policy, seeded from the profile in `context`.
     public init(context: PolicyContext) {
         maxBatch = max(1, min(127, context.maxBatch))
         maxInstances = max(1, context.maxInstances)
-        searchHigh = maxBatch
-        initialConfiguration = Self.seed(context: context, maxBatch: maxBatch, maxInstances: maxInstances)
+        var caps: [Int: Int] = [:]
+        if let profile = context.profile, !profile.points.isEmpty {
+            let model = ServiceTimeModel(profile: profile)
+            for instances in 1...maxInstances {
+                let fitting = (1...maxBatch).last { model.batchMs(instances: instances, batch: $0) <= context.sloMs / 2 }
+                caps[instances] = fitting ?? 1
+            }
+        }
+        batchCaps = caps
+        let seed = Self.seed(context: context, maxBatch: maxBatch, maxInstances: maxInstances)
+        initialConfiguration = seed
+        searchHigh = caps[seed.instances] ?? maxBatch
         mode = initialConfiguration.instances > 1 ? .multiTenancy : .batching
+    }
+
+    private func batchCap(instances: Int) -> Int {
+        batchCaps[instances] ?? maxBatch
     }
 
     static func seed(context: PolicyContext, maxBatch: Int, maxInstances: Int) -> ServingConfiguration {
@@ -68,7 +86,7 @@ public struct JointPolicy: ScalingPolicy {
                 next.instances -= 1
                 decideAfter = observation.time + 3
                 searchLow = 1
-                searchHigh = maxBatch
+                searchHigh = batchCap(instances: next.instances)
                 mode = .multiTenancy
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
@@ -76,7 +94,8 @@ public struct JointPolicy: ScalingPolicy {
             return Decision(configuration: next, reason: "tail \(tailText) above SLO at batch 1 x 1: hold")
         }
         if tail < observation.bandLowMs {
-            if batch >= searchHigh { searchHigh = maxBatch }
+            let cap = batchCap(instances: next.instances)
+            if batch >= searchHigh { searchHigh = cap }
             if batch < searchHigh {
                 searchLow = batch
                 next.batchLimit = (batch + searchHigh + 1) / 2
@@ -86,6 +105,9 @@ public struct JointPolicy: ScalingPolicy {
             }
             if observation.isBacklogged, next.instances < maxInstances {
                 next.instances += 1
+                next.batchLimit = min(next.batchLimit, batchCap(instances: next.instances))
+                searchLow = 1
+                searchHigh = batchCap(instances: next.instances)
                 decideAfter = observation.time + 3
                 mode = .multiTenancy
                 return Decision(
