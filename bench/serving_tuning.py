@@ -23,7 +23,7 @@ Configurations: the policies (--policies, default dnnscaler,joint) and the stati
 (--statics, default instances 1,2 x batch 1,2,4,8); reports each capacity and
 policy / best static (target >= 0.95).
 
-Settle time after an SLO change (--settle-policy, default joint): under a fixed Poisson load at
+Settle time after an SLO change and after a step change of the rate (--settle-policy, default joint): under a fixed Poisson load at
 --settle-load (0.7) x that policy's measured capacity, the SLO is changed with
 `POST /v2/repository/models/{m}/load` and {"parameters": {"config": "{\"dnnscaler\": {\"slo_ms\":
 NEW}}"}}, first loosened (x --settle-factor, default 2) and then back; /dnnscaler/status is polled
@@ -437,6 +437,31 @@ def settle_experiment(args, model, slo_ms, rate, rate_source):
                     f"({before_cfg} -> {r['configuration_after']}); client p99 over the last {args.settle_hold_s:g} s "
                     f"{fmt(client['p99_ms'], '.1f')} ms; {during['errors']} of "
                     f"{during['completed'] + during['errors']} requests refused or failed while observed")
+            # A step change of the rate (up, then back), SLO unchanged: same settle criterion.
+            for factor in (args.settle_rate_step, 1.0):
+                before_cfg = describe_configuration(server.configuration(model))
+                before_rate = load.rate
+                load.rate = rate * factor  # read by the dispatcher at every arrival
+                t_change = time.monotonic()
+                samples = observe(server, model, slo_ms, t_change, args.settle_observe_s)
+                settle, changes_after = settle_time(samples, slo_ms, args.settle_hold_s)
+                t_end = time.monotonic()
+                client = load.summary(t_end - args.settle_hold_s, t_end)
+                during = load.summary(t_change, t_end)
+                changes = sum(1 for a, b in zip(samples, samples[1:]) if a["configuration"] != b["configuration"])
+                r = {"rate_from": round(before_rate, 2), "rate_to": round(load.rate, 2), "slo_ms": slo_ms,
+                     "settle_s": settle, "configuration_changes": changes, "changes_after_settle": changes_after,
+                     "configuration_before": before_cfg,
+                     "configuration_after": samples[-1]["configuration"] if samples else None,
+                     "client_p99_ms_last_hold": client["p99_ms"], "client_errors_during": during["errors"],
+                     "client_completed_during": during["completed"], "samples": samples}
+                results.append(r)
+                settled = (f"{settle:.1f} s" if settle is not None
+                           else f"not settled within {args.settle_observe_s:g} s")
+                say(f"  rate {before_rate:.1f} -> {load.rate:.1f}/s: settle {settled}; {changes} configuration change(s) "
+                    f"({before_cfg} -> {r['configuration_after']}); client p99 over the last {args.settle_hold_s:g} s "
+                    f"{fmt(client['p99_ms'], '.1f')} ms; {during['errors']} of "
+                    f"{during['completed'] + during['errors']} requests refused or failed while observed")
             overall = load.summary(t0, time.monotonic())
             say(f"  load generator: {overall['throughput']:.1f} req/s offered and answered on average")
         finally:
@@ -475,6 +500,8 @@ def main():
     p.add_argument("--settle-load", type=float, default=0.7, help="load / capacity (default 0.7)")
     p.add_argument("--settle-rate", type=float, default=None, help="the settle load in req/s (overrides --settle-load)")
     p.add_argument("--settle-factor", type=float, default=2.0, help="new SLO / SLO for the first change (default 2)")
+    p.add_argument("--settle-rate-step", type=float, default=1.4,
+                   help="rate step factor after the SLO changes (default 1.4: 0.7 -> ~1.0 of capacity), then back")
     p.add_argument("--settle-pre-s", type=float, default=20.0, help="load before the first change (default 20 s)")
     p.add_argument("--settle-observe-s", type=float, default=40.0, help="observation after each change (default 40 s)")
     p.add_argument("--settle-hold-s", type=float, default=5.0, help="quiet stretch that counts as settled (default 5 s)")
