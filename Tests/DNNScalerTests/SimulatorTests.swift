@@ -76,7 +76,8 @@ import Testing
             settings: SimulationSettings(sloMs: 50, arrivals: .poisson(rate: 300), requests: 30_000, seed: 3))
         let result = simulator.run()
         #expect(result.shed > 15_000)
-        #expect(result.latencyMs.p99 <= 50)
+        // Admitted requests finish within the SLO plus at most the batch in flight (10 ms).
+        #expect(result.latencyMs.p99 <= 60)
         #expect(abs(result.throughput - 100) < 5)
     }
 

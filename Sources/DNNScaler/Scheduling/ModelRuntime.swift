@@ -77,8 +77,13 @@ public final class ModelRuntime: @unchecked Sendable {
     private var serviceWindow = LatencyWindow()
     private var sloMs: Double
     private var currentSettings: RuntimeSettings
-    /// Recent backend time per sample, for admission estimates.
-    private var msPerSample: Double?
+    /// Recent backend times per sample (the last 32 batches), for admission estimates: the median
+    /// is robust to the odd slow batch (a new shape, a noisy neighbour).
+    private var recentMsPerSample: [Double] = []
+    private var msPerSample: Double? {
+        guard !recentMsPerSample.isEmpty else { return nil }
+        return recentMsPerSample.sorted()[recentMsPerSample.count / 2]
+    }
     /// Serialises reconfigurations.
     private let reconfiguration = NSLock()
 
@@ -245,14 +250,11 @@ public final class ModelRuntime: @unchecked Sendable {
         }
     }
 
-    /// Fails queued requests that can no longer finish by their deadline: those whose deadline
-    /// comes before the batch about to start would end (lock held).
+    /// Fails queued requests whose deadline has passed (lock held). Requests that might still make
+    /// it are served: a service-time estimate is too noisy on a shared CPU to drop on.
     private func dropExpiredRequests() {
         let now = clock.now
-        let batchSamples = Double(min(configuration.batchLimit, max(1, queuedSamples)))
-        let expectedServiceMs = (msPerSample ?? 0) * batchSamples
-        let cutoff = now.advanced(by: .microseconds(Int64(expectedServiceMs * 1000)))
-        while let first = queue.first, first.deadline < cutoff {
+        while let first = queue.first, first.deadline < now {
             queue.removeFirst()
             queuedSamples -= first.batchSize
             statistics.shedCount += 1
@@ -295,7 +297,8 @@ public final class ModelRuntime: @unchecked Sendable {
             statistics.lastInferenceMs = wallMs
             let batchMs = Double(inferNs) / 1e6
             serviceWindow.record(time: time, latencyMs: batchMs)
-            msPerSample = Self.smoothed(msPerSample, batchMs / Double(samples))
+            recentMsPerSample.append(batchMs / Double(samples))
+            if recentMsPerSample.count > 32 { recentMsPerSample.removeFirst() }
         case .failure:
             break
         }
@@ -480,11 +483,6 @@ public final class ModelRuntime: @unchecked Sendable {
             _ = try? instance.run(warmup, outputNames: nil)
             return instance
         }
-    }
-
-    private static func smoothed(_ previous: Double?, _ sample: Double) -> Double {
-        guard let previous else { return sample }
-        return previous * 0.8 + sample * 0.2
     }
 
     static func nanoseconds(_ duration: Duration) -> UInt64 {

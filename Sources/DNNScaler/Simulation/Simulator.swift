@@ -208,9 +208,8 @@ public struct Simulator {
         func startBatches(at now: Double) {
             for index in instances.indices where !instances[index].busy && !instances[index].retiring {
                 if settings.dropExpired {
-                    // As the server: drop what the batch about to start would finish too late for.
-                    let cutoff = now + (msPerSample ?? 0) * Double(min(configuration.batchLimit, max(1, queue.count)))
-                    while let first = queue.first, first.deadline < cutoff {
+                    // As the server: drop what has passed its deadline in the queue.
+                    while let first = queue.first, first.deadline < now {
                         queue.removeFirst()
                         shed += 1
                         intervalShed += 1
