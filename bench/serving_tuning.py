@@ -134,8 +134,55 @@ def counters(server, model):
     return {k: int(st.get(k) or 0) for k in ("succeeded", "failed", "shed")}
 
 
+def measure_rate_python(args, server, model, slo_ms, rate):
+    """One Poisson rate from this script's open-loop generator, which carries on through refused
+    requests: the p99 is taken over all requests sent in the measured stretch, a refused or failed
+    request counting as later than any answer. So the rate passes when at most 1% of the requests
+    were shed, failed or late - "p99 <= SLO" with shedding counted as missing the SLO."""
+    level = Level(rate)
+    before = counters(server, model)
+    load = PoissonLoad(server.url, model, rate, workers=args.settle_workers, seed=int(rate * 1000))
+    load.start()
+    try:
+        time.sleep(args.python_settle_s)
+        t0 = time.monotonic()
+        time.sleep(args.python_measure_s)
+        t1 = time.monotonic()
+        # let the requests sent in the stretch finish before reading it
+        time.sleep(min(5.0, 3 * slo_ms / 1000.0))
+    finally:
+        load.stop()
+    after = counters(server, model)
+    with load.lock:
+        recs = [r for r in load.records if t0 <= r[0] < t1]
+    answered = sorted((f - sched) * 1000.0 for sched, f, ok in recs if ok)
+    errors = sum(1 for r in recs if not r[2])
+    total = len(answered) + errors
+    level.shed = after["shed"] - before["shed"]
+    level.failed = after["failed"] - before["failed"]
+    level.configuration = describe_configuration(server.configuration(model))
+    if total == 0:
+        level.reason = "no request in the measured stretch"
+        return level
+    rank = max(1, -(-99 * total // 100))  # nearest rank of p99 over all requests
+    level.p99_ms = answered[rank - 1] if rank <= len(answered) else float("inf")
+    level.throughput = len(answered) / (t1 - t0)
+    if level.p99_ms > slo_ms:
+        level.reason = (f"p99 over all requests {level.p99_ms:.1f} ms > SLO ({errors} of {total} refused or failed)"
+                        if level.p99_ms != float("inf") else f"{errors} of {total} refused or failed (> 1%)")
+        return level
+    if load.rate > 0 and total < 0.95 * rate * (t1 - t0):
+        level.reason = f"the generator sent only {total} of ~{rate * (t1 - t0):.0f} requests"
+        return level
+    level.reason = f"{errors} of {total} refused or failed" if errors else ""
+    level.passed = True
+    return level
+
+
 def measure_rate(args, tools, server, model, slo_ms, rate):
     """Runs perf_analyzer at one Poisson rate (retrying a run that did not stabilize) and judges it."""
+    if args.client == "python":
+        return measure_rate_python(args, server, model, slo_ms, rate)
     level = Level(rate)
     # at low rates a window must still hold enough requests for a p99 and a stable figure
     window_ms = int(max(args.window_ms, 1000.0 * args.min_requests / rate))
@@ -500,6 +547,12 @@ def main():
     p.add_argument("--settle-load", type=float, default=0.7, help="load / capacity (default 0.7)")
     p.add_argument("--settle-rate", type=float, default=None, help="the settle load in req/s (overrides --settle-load)")
     p.add_argument("--settle-factor", type=float, default=2.0, help="new SLO / SLO for the first change (default 2)")
+    p.add_argument("--client", choices=["perf_analyzer", "python"], default="perf_analyzer",
+                   help="capacity load: perf_analyzer (stops at the first refused request, so any shed request "
+                        "fails the rate) or this script's Poisson generator (shed requests count as SLO misses: "
+                        "a rate passes with up to 1%% of requests shed, failed or late)")
+    p.add_argument("--python-settle-s", type=float, default=4.0, help="--client python: seconds before measuring")
+    p.add_argument("--python-measure-s", type=float, default=12.0, help="--client python: measured seconds")
     p.add_argument("--settle-rate-step", type=float, default=1.4,
                    help="rate step factor after the SLO changes (default 1.4: 0.7 -> ~1.0 of capacity), then back")
     p.add_argument("--settle-pre-s", type=float, default=20.0, help="load before the first change (default 20 s)")

@@ -36,7 +36,7 @@ public final class ServedModel: Sendable {
         name: String, version: Int, path: String, options: ModelServingOptions, runtime ortRuntime: OnnxRuntime,
         cores: Int
     ) throws(BackendError) -> ServedModel {
-        let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime)
+        let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime, allowSpinning: false)
         // A model the probe cannot run on made-up inputs is still served, with the policy's defaults.
         let profile = try? quickProfile(backend: backend, options: options, cores: cores)
         let settings = RuntimeSettings(

@@ -10,17 +10,25 @@ public struct OnnxRuntimeModel: InferenceBackend {
     public let path: String
     /// The runtime that runs it.
     public let runtime: OnnxRuntime
+    /// Whether idle intra-op threads spin waiting for work (ONNX Runtime's default). Spinning wins
+    /// a little throughput in a closed loop; in a server it takes the cores the network threads
+    /// need between requests, so the server turns it off.
+    public let allowSpinning: Bool
 
     /// Loads the model's metadata and checks that the runtime accepts the file.
     /// - Parameters:
     ///   - path: the `.onnx` file.
     ///   - name: the model's name; defaults to the repository folder or file name.
-    public init(path: String, name: String? = nil, runtime: OnnxRuntime) throws(BackendError) {
+    public init(
+        path: String, name: String? = nil, runtime: OnnxRuntime, allowSpinning: Bool = true
+    ) throws(BackendError) {
         guard FileManager.default.fileExists(atPath: path) else { throw .modelNotFound(path: path) }
         self.path = path
         self.runtime = runtime
+        self.allowSpinning = allowSpinning
         // A light session (no graph optimization, one thread) is enough to read names and types.
-        let probe = try OnnxRuntimeSession(path: path, threads: 1, optimize: false, runtime: runtime)
+        let probe = try OnnxRuntimeSession(
+            path: path, threads: 1, optimize: false, allowSpinning: false, runtime: runtime)
         let modelName = name ?? Self.defaultName(for: path)
         metadata = ModelMetadata(
             name: modelName, platform: "onnxruntime_onnx", inputs: probe.inputs, outputs: probe.outputs)
@@ -54,7 +62,9 @@ public final class OnnxRuntimeInstance: ModelInstance {
         guard threads >= 1 else { throw .invalidArgument("an instance needs at least 1 thread, got \(threads)") }
         self.threads = threads
         metadata = model.metadata
-        session = try OnnxRuntimeSession(path: model.path, threads: threads, optimize: true, runtime: model.runtime)
+        session = try OnnxRuntimeSession(
+            path: model.path, threads: threads, optimize: true, allowSpinning: model.allowSpinning,
+            runtime: model.runtime)
         allOutputNames = metadata.outputs.map(\.name)
     }
 

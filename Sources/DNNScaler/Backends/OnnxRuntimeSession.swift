@@ -13,7 +13,7 @@ final class OnnxRuntimeSession: @unchecked Sendable {
     private let inputCNames: [UnsafePointer<CChar>?]
     private let outputCNames: [String: UnsafePointer<CChar>?]
 
-    init(path: String, threads: Int, optimize: Bool, runtime: OnnxRuntime) throws(BackendError) {
+    init(path: String, threads: Int, optimize: Bool, allowSpinning: Bool, runtime: OnnxRuntime) throws(BackendError) {
         self.runtime = runtime
         var options: OpaquePointer?
         try OnnxRuntime.check(dns_ort_create_session_options(&options))
@@ -23,6 +23,9 @@ final class OnnxRuntimeSession: @unchecked Sendable {
         try OnnxRuntime.check(dns_ort_set_inter_op_threads(options, 1))
         try OnnxRuntime.check(dns_ort_set_execution_mode(options, 0))
         try OnnxRuntime.check(dns_ort_set_graph_optimization_level(options, optimize ? 99 : 0))
+        if !allowSpinning {
+            try OnnxRuntime.check(dns_ort_add_session_config_entry(options, "session.intra_op.allow_spinning", "0"))
+        }
         var session: OpaquePointer?
         do {
             try OnnxRuntime.check(
