@@ -171,7 +171,7 @@ def measure_rate_python(args, server, model, slo_ms, rate):
         level.reason = (f"p99 over all requests {level.p99_ms:.1f} ms > SLO ({errors} of {total} refused or failed)"
                         if level.p99_ms != float("inf") else f"{errors} of {total} refused or failed (> 1%)")
         return level
-    if load.rate > 0 and total < 0.95 * rate * (t1 - t0):
+    if load.rate > 0 and total < 0.85 * rate * (t1 - t0):  # Poisson counts vary; 0.85 is ~3 sigma at 30 req/s
         level.reason = f"the generator sent only {total} of ~{rate * (t1 - t0):.0f} requests"
         return level
     level.reason = f"{errors} of {total} refused or failed" if errors else ""

@@ -1,10 +1,9 @@
 /// Batch x instances together (beyond the paper). Two time scales:
 /// - fast (every 1 s): the batch limit is bisected within the band, as DNNScaler's batching does;
-/// - slow: the instance count moves when the batch loop is pinned at a bound - above the SLO at
-///   batch 1 removes an instance; below the band at the largest batch while requests queue adds
-///   one - or, when not backlogged, to the count the profile says serves the arrival rate with 30%
-///   headroom at the lowest latency (on a CPU: fewer instances, more threads each), after the
-///   same preference has held for 3 decisions. A new count gets 3 s to warm up.
+/// - slow: the instance count moves only when the batch loop is pinned at a bound - above the SLO
+///   at batch 1 removes an instance; below the band at the largest batch while requests queue adds
+///   one - and a new count gets 3 s to warm up.
+/// When not backlogged it holds: the batch only grows while requests queue or are shed.
 /// It starts from the profile's highest-throughput point whose per-batch latency leaves half the
 /// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode, and it
 /// never raises the batch limit past what the profile says fits in half the SLO.
@@ -28,10 +27,6 @@ public struct JointPolicy: ScalingPolicy {
     /// Per instance count, the largest batch whose profiled batch time leaves half the SLO for
     /// waiting: a burst can then never form a batch that alone breaks the SLO.
     private let batchCaps: [Int: Int]
-    /// Per instance count, from the profile: the best throughput with room for queueing, and the
-    /// batch-1 latency at the percentile.
-    private let capacities: [Int: (throughput: Double, latencyMs: Double)]
-    private var preferred: (instances: Int, count: Int)?
 
     /// Creates the policy, seeded from the profile in `context`.
     public init(context: PolicyContext) {
@@ -48,15 +43,6 @@ public struct JointPolicy: ScalingPolicy {
             }
         }
         batchCaps = caps
-        var capacities: [Int: (throughput: Double, latencyMs: Double)] = [:]
-        for point in context.profile?.points ?? [] where point.instances <= maxInstances {
-            let roomy = point.latencyMs.atPercentile <= context.sloMs / 2
-            var entry = capacities[point.instances] ?? (0, .infinity)
-            if roomy { entry.throughput = max(entry.throughput, point.throughput) }
-            if point.batchSize == 1 { entry.latencyMs = point.latencyMs.atPercentile }
-            capacities[point.instances] = entry
-        }
-        self.capacities = capacities
         let seed = Self.seed(context: context, maxBatch: maxBatch, maxInstances: maxInstances)
         initialConfiguration = seed
         searchHigh = caps[seed.instances] ?? maxBatch
@@ -65,12 +51,6 @@ public struct JointPolicy: ScalingPolicy {
 
     private func batchCap(instances: Int) -> Int {
         batchCaps[instances] ?? maxBatch
-    }
-
-    /// The instance count with the lowest profiled latency whose capacity covers `rate` with 30%
-    /// headroom; `nil` without a profile or when none does.
-    func lowestLatencyInstances(for rate: Double) -> Int? {
-        capacities.filter { $0.value.throughput >= rate * 1.3 }.min { $0.value.latencyMs < $1.value.latencyMs }?.key
     }
 
     static func seed(context: PolicyContext, maxBatch: Int, maxInstances: Int) -> ServingConfiguration {
@@ -96,28 +76,6 @@ public struct JointPolicy: ScalingPolicy {
         }
         let tailText = ClipperAIMDPolicy.ms(tail)
         let batch = next.batchLimit
-        if !observation.isBacklogged, tail <= observation.sloMs,
-            let target = lowestLatencyInstances(for: observation.arrivalRate), target != next.instances
-        {
-            let count = preferred?.instances == target ? (preferred?.count ?? 0) + 1 : 1
-            preferred = (target, count)
-            if count >= 3 {
-                preferred = nil
-                next.instances = target
-                next.batchLimit = min(next.batchLimit, batchCap(instances: target))
-                searchLow = 1
-                searchHigh = batchCap(instances: target)
-                decideAfter = observation.time + 3
-                mode = .multiTenancy
-                return Decision(
-                    configuration: next,
-                    reason:
-                        "arrival \(Int(observation.arrivalRate))/s: \(target) instance(s) serve it with headroom at lower latency"
-                )
-            }
-        } else {
-            preferred = nil
-        }
         if tail > observation.sloMs {
             if batch > 1 {
                 if batch <= searchLow { searchLow = 1 }
@@ -139,6 +97,11 @@ public struct JointPolicy: ScalingPolicy {
             return Decision(configuration: next, reason: "tail \(tailText) above SLO at batch 1 x 1: hold")
         }
         if tail < observation.bandLowMs {
+            // Not backlogged: every request is served as it comes; a larger batch limit would only
+            // let a burst form a slower batch. Keep batches small, latency low, headroom for bursts.
+            guard observation.isBacklogged else {
+                return Decision(configuration: next, reason: "tail \(tailText) below band, not backlogged: hold")
+            }
             let cap = batchCap(instances: next.instances)
             if batch >= searchHigh { searchHigh = cap }
             if batch < searchHigh {
