@@ -159,13 +159,15 @@ import Testing
         // Pinned at the largest batch, still below the band and backlogged: add an instance.
         current = policy.decide(Self.observation(time: 3, tail: 10, current: current, queue: 50)).configuration
         #expect(current == ServingConfiguration(batchLimit: 4, instances: 2))
-        // Above the SLO: the batch falls before any instance goes.
+        // The tail gets far worse with 2 instances than it was with 1: the move is undone.
         current = policy.decide(Self.observation(time: 7, tail: 300, current: current)).configuration
-        #expect(current.instances == 2 && current.batchLimit < 4)
-        while current.batchLimit > 1 {
-            current = policy.decide(Self.observation(time: 8, tail: 300, current: current)).configuration
+        #expect(current.instances == 1)
+        // Still above the SLO: now the batch falls, step by step, to 1.
+        var time = 11.0
+        while current.batchLimit > 1 && time < 40 {
+            current = policy.decide(Self.observation(time: time, tail: 300, current: current)).configuration
+            time += 1
         }
-        current = policy.decide(Self.observation(time: 9, tail: 300, current: current)).configuration
         #expect(current == ServingConfiguration(batchLimit: 1, instances: 1))
     }
 
@@ -213,5 +215,21 @@ extension Observation {
                 .configuration
         }
         #expect(current == ServingConfiguration(batchLimit: 1, instances: 1))
+    }
+}
+
+@Suite struct JointMemoryTests {
+    @Test func anInstanceMoveThatMakesTheTailWorseIsUndoneAndNotRepeated() {
+        var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 1, maxInstances: 2, sloMs: 20))
+        var current = ServingConfiguration(batchLimit: 1, instances: 2)
+        // 2 instances: tail 22 ms > SLO at batch 1 -> remove one.
+        current = policy.decide(PolicyTests.observation(time: 1, tail: 22, slo: 20, current: current)).configuration
+        #expect(current.instances == 1)
+        // With 1 instance the tail is worse (30 ms): back to 2.
+        current = policy.decide(PolicyTests.observation(time: 5, tail: 30, slo: 20, current: current)).configuration
+        #expect(current.instances == 2)
+        // 2 instances again above the SLO, but 1 instance was measured worse: hold.
+        let hold = policy.decide(PolicyTests.observation(time: 9, tail: 22, slo: 20, current: current))
+        #expect(hold.configuration.instances == 2)
     }
 }

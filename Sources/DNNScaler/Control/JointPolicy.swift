@@ -27,6 +27,11 @@ public struct JointPolicy: ScalingPolicy {
     /// Per instance count, the largest batch whose profiled batch time leaves half the SLO for
     /// waiting: a burst can then never form a batch that alone breaks the SLO.
     private let batchCaps: [Int: Int]
+    /// The tail seen at each instance count (smoothed): an instance move that made it worse is
+    /// undone, and not tried again while the memory says it is worse. Profiles are measured in
+    /// isolation; on a small CPU the network threads change which count is faster.
+    private var tailByInstances: [Int: Double] = [:]
+    private var previousInstances: Int?
 
     /// Creates the policy, seeded from the profile in `context`.
     public init(context: PolicyContext) {
@@ -76,6 +81,24 @@ public struct JointPolicy: ScalingPolicy {
         }
         let tailText = ClipperAIMDPolicy.ms(tail)
         let batch = next.batchLimit
+        let remembered = tailByInstances[next.instances]
+        tailByInstances[next.instances] = remembered.map { ($0 + tail) / 2 } ?? tail
+        if let previous = previousInstances, let before = tailByInstances[previous],
+            tail > observation.bandLowMs, tail > 1.1 * before
+        {
+            // The last instance move made the tail worse: undo it.
+            previousInstances = nil
+            next.instances = previous
+            next.batchLimit = min(next.batchLimit, batchCap(instances: previous))
+            searchLow = 1
+            searchHigh = batchCap(instances: previous)
+            decideAfter = observation.time + 3
+            mode = .multiTenancy
+            return Decision(
+                configuration: next,
+                reason: "tail \(tailText) worse than \(ClipperAIMDPolicy.ms(before)) with \(previous) instance(s): back"
+            )
+        }
         if tail > observation.sloMs {
             if batch > 1 {
                 if batch <= searchLow { searchLow = 1 }
@@ -85,7 +108,8 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO: batch down to \(next.batchLimit)")
             }
-            if next.instances > 1 {
+            if next.instances > 1, (tailByInstances[next.instances - 1] ?? 0) < tail {
+                previousInstances = next.instances
                 next.instances -= 1
                 decideAfter = observation.time + 3
                 searchLow = 1
@@ -94,7 +118,9 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
             }
-            return Decision(configuration: next, reason: "tail \(tailText) above SLO at batch 1 x 1: hold")
+            return Decision(
+                configuration: next,
+                reason: "tail \(tailText) above SLO at batch 1; fewer instances measured no better: hold")
         }
         if tail < observation.bandLowMs {
             // Not backlogged: every request is served as it comes; a larger batch limit would only
@@ -111,7 +137,10 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
             }
-            if observation.isBacklogged, next.instances < maxInstances {
+            if observation.isBacklogged, next.instances < maxInstances,
+                (tailByInstances[next.instances + 1] ?? 0) <= observation.sloMs
+            {
+                previousInstances = next.instances
                 next.instances += 1
                 next.batchLimit = min(next.batchLimit, batchCap(instances: next.instances))
                 searchLow = 1
