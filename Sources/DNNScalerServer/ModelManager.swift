@@ -171,8 +171,9 @@ public final class ModelManager: Sendable {
 
     /// Unloads a model: stops accepting its requests, serves what is queued, frees its instances.
     public func unload(name: String) async throws(ServerError) {
-        let model = entries.withLock { $0[name]?.model }
-        guard entries.withLock({ $0[name] }) != nil else { throw .notFound("unknown model '\(name)'") }
+        // One look under the lock: whether the model is known, and its runtime if it is loaded.
+        guard let entry = entries.withLock({ $0[name] }) else { throw .notFound("unknown model '\(name)'") }
+        let model = entry.model
         setEntry(name, Entry(state: .unavailable, reason: "unloaded", model: nil, version: model?.version))
         if let model {
             await runBlocking { model.stop() }

@@ -295,10 +295,8 @@ public struct Simulator {
                 // Busy old instances finish their batch; the new ones start now.
                 let fresh = [Instance](
                     repeating: Instance(busy: false, retiring: false, batch: [], batchStart: 0), count: count)
-                let firstNew = instances.count
                 instances += fresh
                 activeInstances = count
-                _ = firstNew
                 startBatches(at: now)
             case .control:
                 let time = now / 1000
