@@ -72,8 +72,18 @@ let package = Package(
             dependencies: ["DNNScaler"]
         ),
         .testTarget(
+            name: "DNNScalerBenchTests",
+            dependencies: [
+                "DNNScalerBench",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "DNNScalerServerTests",
             dependencies: [
+                "DNNScalerBench",
                 "DNNScalerServer",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -15,24 +15,20 @@ public struct ArrivalSchedule: Sendable {
         self.distribution = distribution
         generator = SplitMix64(seed: seed)
         next = 0
-        next = gap()
+        if distribution == .poisson { next = gap() }
     }
 
     /// The next intended send time (seconds from the start).
     public mutating func nextTime() -> Double {
         let time = next
-        next += gap()
         index += 1
+        // evenly spaced times are computed from the index, so they do not drift by rounding
+        next = distribution == .constant ? Double(index) / rate : next + gap()
         return time
     }
 
     private mutating func gap() -> Double {
-        switch distribution {
-        case .constant:
-            return 1 / rate
-        case .poisson:
-            let uniform = Double.random(in: Double.ulpOfOne..<1, using: &generator)
-            return -log(uniform) / rate
-        }
+        let uniform = Double.random(in: Double.ulpOfOne..<1, using: &generator)
+        return -log(uniform) / rate
     }
 }

@@ -66,7 +66,7 @@ public struct RequestTemplate: Sendable {
         request.method = .GET
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(request, timeout: .seconds(10))
+            response = try await client.execute(request, timeout: .seconds(5))
         } catch {
             throw BenchError("cannot reach \(baseURL): \(error)")
         }

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Capacity at the SLO, measured with `dnnscaler bench --sweep`: each policy against a sweep of static
+configurations, on a fresh server per configuration and run.
+
+For every model: the highest open-loop Poisson rate at which the p-th percentile latency over ALL
+requests (shed and failed ones counted as misses, latency from the scheduled send time) stays within
+the SLO. Configurations run in turn, `--repeats` rounds; prints the median per configuration and
+`policy / best static` (the issue's target: >= 0.95), and the server's final configuration.
+
+    .venv/bin/python bench/capacity.py --models squeezenet --slo-ms 20 --repeats 3 --json bench/results/capacity.json
+
+Standard library only; needs the release build (`make release`).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_overhead import DEFAULT_BIN, Server, describe_configuration, log, model_repository  # noqa: E402
+
+DEFAULT_SLO = {"squeezenet": 20.0, "resnet50": 150.0, "shufflenet": 20.0}
+
+
+def sweep(binary, server, model, slo_ms, args):
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    cmd = [binary, "bench", "--url", server.base, "--model", model, "--sweep", "--rate", str(args.start_rate),
+           "--slo-ms", str(slo_ms), "--percentile", str(args.percentile), "--duration", str(args.duration),
+           "--warmup", str(args.warmup), "--sweep-steps", str(args.refine), "--quiet", "--json", path]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench failed ({proc.returncode}): {proc.stderr.strip()}")
+    with open(path) as f:
+        result = json.load(f)
+    os.unlink(path)
+    for line in proc.stdout.strip().splitlines():
+        log("    " + line)
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="squeezenet,resnet50")
+    parser.add_argument("--slo-ms", type=float, default=None, help="SLO for every model (default per model: "
+                        + ", ".join(f"{m} {s:g}" for m, s in DEFAULT_SLO.items()) + ")")
+    parser.add_argument("--percentile", type=float, default=99.0)
+    parser.add_argument("--policies", default="dnnscaler,joint")
+    parser.add_argument("--statics", default="1x1,2x1,1x2,1x4,2x2", help="INSTANCESxBATCH static configurations")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per rate")
+    parser.add_argument("--warmup", type=float, default=4.0, help="seconds of load before measuring, per rate")
+    parser.add_argument("--start-rate", type=float, default=10.0)
+    parser.add_argument("--refine", type=int, default=4, help="bisection steps per sweep")
+    parser.add_argument("--bin", default=DEFAULT_BIN)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    configurations = [("policy", p, None, None) for p in args.policies.split(",") if p]
+    for spec in args.statics.split(","):
+        if spec:
+            instances, batch = spec.split("x")
+            configurations.append(("static", f"static {instances}x b{batch}", int(instances), int(batch)))
+    report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "args": vars(args), "models": {}}
+    for model in args.models.split(","):
+        slo = args.slo_ms or DEFAULT_SLO.get(model, 100.0)
+        runs = {name: [] for _, name, _, _ in configurations}
+        finals = {name: [] for _, name, _, _ in configurations}
+        with model_repository([model], slo_ms=slo) as repository:
+            for round_index in range(args.repeats):
+                for kind, name, instances, batch in configurations:
+                    log(f"{model} SLO {slo:g} ms: {name} (round {round_index + 1}/{args.repeats})")
+                    if kind == "policy":
+                        server = Server(args.bin, [model], slo, policy=name, repository=repository)
+                    else:
+                        server = Server(args.bin, [model], slo, policy="static", batch_size=batch,
+                                        instances=instances, repository=repository)
+                    with server:
+                        result = sweep(args.bin, server, model, slo, args)
+                        final = describe_configuration(server.configuration(model))
+                    runs[name].append(result["sustained_rate"])
+                    finals[name].append(final)
+                    log(f"  -> {result['sustained_rate']:.1f}/s, server ends at {final}")
+        medians = {name: statistics.median(values) for name, values in runs.items()}
+        statics = {n: v for n, v in medians.items() if n.startswith("static")}
+        best_name = max(statics, key=statics.get) if statics else None
+        best = statics.get(best_name, 0.0) if best_name else 0.0
+        print(f"\n{model}, SLO {slo:g} ms p{args.percentile:g}: capacity (median of {args.repeats})")
+        for name, value in medians.items():
+            ratio = f"  {value / best:.3f} of best static" if best > 0 and not name.startswith("static") else ""
+            print(f"  {name:16s} {value:8.1f}/s   runs {' '.join(f'{v:.1f}' for v in runs[name])}"
+                  f"   ends at {', '.join(finals[name])}{ratio}")
+        report["models"][model] = {"slo_ms": slo, "runs": runs, "medians": medians, "final_configurations": finals,
+                                   "best_static": best_name,
+                                   "ratios": {n: (v / best if best else None) for n, v in medians.items()
+                                              if not n.startswith("static")}}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
