@@ -31,7 +31,8 @@ def sweep(binary, server, model, slo_ms, args):
         path = out.name
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--sweep", "--rate", str(args.start_rate),
            "--slo-ms", str(slo_ms), "--percentile", str(args.percentile), "--duration", str(args.duration),
-           "--warmup", str(args.warmup), "--sweep-steps", str(args.refine), "--quiet", "--json", path]
+           "--warmup", str(args.warmup), "--sweep-steps", str(args.refine), "--sweep-min-requests",
+           str(args.min_requests), "--quiet", "--json", path]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"bench failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -56,6 +57,8 @@ def main():
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds of load before measuring, per rate")
     parser.add_argument("--start-rate", type=float, default=10.0)
     parser.add_argument("--refine", type=int, default=4, help="bisection steps per sweep")
+    parser.add_argument("--min-requests", type=int, default=500,
+                        help="each rate runs until at least this many requests are measured (default 500)")
     parser.add_argument("--bin", default=DEFAULT_BIN)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()

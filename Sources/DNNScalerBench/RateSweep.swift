@@ -36,13 +36,23 @@ public struct RateSweep: Sendable {
     public let refineSteps: Int
     /// The most doubling or halving steps.
     public let maxBracketSteps: Int
+    /// Each trial lasts long enough to measure at least this many requests (a p99 over 60 requests is
+    /// their maximum: one hiccup would fail the rate), up to ``maxTrialSeconds``.
+    public let minRequests: Int
+    /// The longest measured part of a trial, in seconds.
+    public let maxTrialSeconds: Double
 
     /// Creates a sweep.
-    public init(settings: BenchSettings, startRate: Double, refineSteps: Int = 4, maxBracketSteps: Int = 8) {
+    public init(
+        settings: BenchSettings, startRate: Double, refineSteps: Int = 4, maxBracketSteps: Int = 8,
+        minRequests: Int = 0, maxTrialSeconds: Double = 120
+    ) {
         self.settings = settings
         self.startRate = startRate
         self.refineSteps = refineSteps
         self.maxBracketSteps = maxBracketSteps
+        self.minRequests = minRequests
+        self.maxTrialSeconds = maxTrialSeconds
     }
 
     /// Runs the sweep; `trial` hears each finished trial.
@@ -62,6 +72,8 @@ public struct RateSweep: Sendable {
         func attempt(_ rate: Double) async throws -> Bool {
             var trialSettings = settings
             trialSettings.shape = .openLoop(rate: rate, distribution: distribution)
+            trialSettings.durationSeconds = max(
+                settings.durationSeconds, min(maxTrialSeconds, Double(minRequests) / rate))
             let result = try await LoadGenerator(settings: trialSettings, client: client).run(
                 template: template, progress: progress)
             let sustained = result.summary.sloMet ?? false

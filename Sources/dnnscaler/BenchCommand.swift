@@ -65,6 +65,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Bisection steps of --sweep after the bracket is found.")
     var sweepSteps = 4
 
+    @Option(help: "With --sweep, each rate runs long enough to measure at least this many requests (up to 120 s).")
+    var sweepMinRequests = 500
+
     @Option(help: "Write the result (summary, per-second series; sweep trials) as JSON here.")
     var json: String?
 
@@ -94,6 +97,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let rate, !(rate > 0) { throw ValidationError("--rate must be positive") }
         if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
         guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive, --warmup >= 0") }
+        guard sweepMinRequests >= 0 else { throw ValidationError("--sweep-min-requests must be >= 0") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         guard percentile > 0, percentile < 100 else { throw ValidationError("--percentile must be in (0, 100)") }
@@ -117,7 +121,8 @@ struct BenchCommand: AsyncParsableCommand {
         }
         do {
             if sweep {
-                let rateSweep = RateSweep(settings: settings, startRate: rate ?? 1, refineSteps: sweepSteps)
+                let rateSweep = RateSweep(
+                    settings: settings, startRate: rate ?? 1, refineSteps: sweepSteps, minRequests: sweepMinRequests)
                 let report: @Sendable (SweepTrial) -> Void = { trial in print(Self.trialLine(trial)) }
                 let result = try await rateSweep.run(client: client, progress: progress, trial: report)
                 print(

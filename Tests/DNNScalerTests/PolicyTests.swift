@@ -233,3 +233,37 @@ extension Observation {
         #expect(hold.configuration.instances == 2)
     }
 }
+
+@Suite struct JointExplorationTests {
+    @Test func aboveTheSLOWithOneInstanceItTriesMoreAndKeepsThemWhenBetter() {
+        var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 1, maxInstances: 2, sloMs: 20))
+        var current = ServingConfiguration(batchLimit: 1, instances: 1)
+        // 1 instance x 2 threads: tail 26 ms > SLO at batch 1, nothing to remove -> try 2 instances.
+        let tryMore = policy.decide(PolicyTests.observation(time: 1, tail: 26, slo: 20, current: current))
+        current = tryMore.configuration
+        #expect(current.instances == 2)
+        #expect(tryMore.reason.contains("try one more instance"))
+        // Warm-up: hold.
+        #expect(
+            policy.decide(PolicyTests.observation(time: 2, tail: 24, slo: 20, current: current)).configuration
+                == current)
+        // 2 instances do better (15 ms, in the band's lower part): kept.
+        current = policy.decide(PolicyTests.observation(time: 5, tail: 15, slo: 20, current: current)).configuration
+        #expect(current.instances == 2)
+        // Above the SLO again with 2: 1 instance was worse (26 ms) and there is no third: hold.
+        let hold = policy.decide(PolicyTests.observation(time: 6, tail: 23, slo: 20, current: current))
+        #expect(hold.configuration.instances == 2)
+    }
+
+    @Test func aTriedInstanceThatIsWorseIsUndone() {
+        var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 1, maxInstances: 2, sloMs: 20))
+        var current = ServingConfiguration(batchLimit: 1, instances: 1)
+        current = policy.decide(PolicyTests.observation(time: 1, tail: 22, slo: 20, current: current)).configuration
+        #expect(current.instances == 2)
+        // Worse with 2 (30 ms > 1.1 x 22): back to 1, and 2 is not tried again while remembered worse.
+        current = policy.decide(PolicyTests.observation(time: 5, tail: 30, slo: 20, current: current)).configuration
+        #expect(current.instances == 1)
+        let hold = policy.decide(PolicyTests.observation(time: 9, tail: 23, slo: 20, current: current))
+        #expect(hold.configuration.instances == 1)
+    }
+}

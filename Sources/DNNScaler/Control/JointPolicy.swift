@@ -4,6 +4,8 @@
 ///   at batch 1 removes an instance; below the band at the largest batch while requests queue adds
 ///   one - and a new count gets 3 s to warm up.
 /// When not backlogged it holds: the batch only grows while requests queue or are shed.
+/// Above the SLO at batch 1 it tries the other instance counts (fewer first, then more), remembering
+/// the tail seen at each and undoing a move that made it worse.
 /// It starts from the profile's highest-throughput point whose per-batch latency leaves half the
 /// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode, and it
 /// never raises the batch limit past what the profile says fits in half the SLO.
@@ -118,9 +120,25 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
             }
+            if next.instances < maxInstances, (tailByInstances[next.instances + 1] ?? 0) < tail {
+                // Fewer instances cannot help (or measured no better); the profile, measured in
+                // isolation, may misjudge the split of the cores once the network threads compete for
+                // them: try one more instance (each with fewer intra-op threads). The memory undoes the
+                // move if the tail gets worse, and it is not tried again while remembered worse.
+                previousInstances = next.instances
+                next.instances += 1
+                decideAfter = observation.time + 3
+                searchLow = 1
+                searchHigh = batchCap(instances: next.instances)
+                next.batchLimit = 1
+                mode = .multiTenancy
+                return Decision(
+                    configuration: next,
+                    reason: "tail \(tailText) above SLO at batch 1, fewer instances no better: try one more instance")
+            }
             return Decision(
                 configuration: next,
-                reason: "tail \(tailText) above SLO at batch 1; fewer instances measured no better: hold")
+                reason: "tail \(tailText) above SLO at batch 1; other instance counts measured no better: hold")
         }
         if tail < observation.bandLowMs {
             // Not backlogged: every request is served as it comes; a larger batch limit would only
