@@ -7,6 +7,8 @@ struct DNNScalerCommand: AsyncParsableCommand {
         commandName: "dnnscaler",
         abstract:
             "DNNScaler: an inference server that batches or multi-tenants each model to maximise throughput under its latency SLO.",
-        subcommands: [ServeCommand.self, ProfileCommand.self, SimulateCommand.self]
+        subcommands: [
+            ServeCommand.self, ProfileCommand.self, SimulateCommand.self, ImportGPUProfilesCommand.self,
+        ]
     )
 }
