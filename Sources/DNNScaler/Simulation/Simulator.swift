@@ -120,6 +120,7 @@ public struct Simulator {
     }
 
     private enum EventKind: Comparable {
+        /// The batch of the instance with this id is done (ids are stable; array indices are not).
         case completion(instance: Int)
         case arrival(client: Int)
         case switchInstances
@@ -148,6 +149,7 @@ public struct Simulator {
     }
 
     private struct Instance {
+        var id: Int
         var busy: Bool
         var retiring: Bool
         var batch: [Request]
@@ -166,8 +168,14 @@ public struct Simulator {
 
         var configuration = policy.initialConfiguration
         var activeInstances = max(1, configuration.instances)
-        var instances = [Instance](
-            repeating: Instance(busy: false, retiring: false, batch: [], batchStart: 0), count: activeInstances)
+        var nextInstanceID = 0
+        func makeInstances(_ count: Int) -> [Instance] {
+            defer { nextInstanceID += count }
+            return (0..<count).map {
+                Instance(id: nextInstanceID + $0, busy: false, retiring: false, batch: [], batchStart: 0)
+            }
+        }
+        var instances = makeInstances(activeInstances)
         var pendingInstances: Int?
         var queue: Deque<Request> = []
         var sent = 0
@@ -225,7 +233,7 @@ public struct Simulator {
                 instances[index].batch = batch
                 instances[index].batchStart = now
                 let service = serviceTimes.batchMs(instances: activeInstances, batch: size)
-                schedule(now + service, .completion(instance: index))
+                schedule(now + service, .completion(instance: instances[index].id))
             }
         }
 
@@ -255,7 +263,8 @@ public struct Simulator {
                 case .constant(let rate): schedule(now + interArrivalMs(rate, poisson: false), .arrival(client: -1))
                 case .closedLoop: break
                 }
-            case .completion(let index):
+            case .completion(let id):
+                guard let index = instances.firstIndex(where: { $0.id == id }) else { continue }
                 let batch = instances[index].batch
                 let service = now - instances[index].batchStart
                 serviceWindow.record(time: now / 1000, latencyMs: service)
@@ -275,17 +284,7 @@ public struct Simulator {
                 lastCompletion = now
                 instances[index].busy = false
                 instances[index].batch = []
-                if instances[index].retiring {
-                    instances.remove(at: index)
-                    // Indices of busy instances after this one shift: re-point their events.
-                    events = Heap(
-                        events.unordered.map { pending in
-                            guard case .completion(let other) = pending.kind, other > index else { return pending }
-                            var moved = pending
-                            moved.kind = .completion(instance: other - 1)
-                            return moved
-                        })
-                }
+                if instances[index].retiring { instances.remove(at: index) }
                 startBatches(at: now)
             case .switchInstances:
                 guard let count = pendingInstances else { continue }
@@ -293,9 +292,7 @@ public struct Simulator {
                 for index in instances.indices { instances[index].retiring = true }
                 instances.removeAll { !$0.busy }
                 // Busy old instances finish their batch; the new ones start now.
-                let fresh = [Instance](
-                    repeating: Instance(busy: false, retiring: false, batch: [], batchStart: 0), count: count)
-                instances += fresh
+                instances += makeInstances(count)
                 activeInstances = count
                 startBatches(at: now)
             case .control:
