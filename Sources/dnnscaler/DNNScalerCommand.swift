@@ -9,6 +9,7 @@ struct DNNScalerCommand: AsyncParsableCommand {
             "DNNScaler: an inference server that batches or multi-tenants each model to maximise throughput under its latency SLO.",
         subcommands: [
             ServeCommand.self, ProfileCommand.self, SimulateCommand.self, ImportGPUProfilesCommand.self,
+            EvaluateCommand.self,
         ]
     )
 }

@@ -152,10 +152,11 @@ public struct BarChart: Sendable {
 
     /// The SVG document.
     public func svg() -> String {
-        let left = 80.0
-        let right = 180.0
-        let top = subtitle.isEmpty ? 50.0 : 68.0
         let labelRoom = 7.0 * Double(categories.map(\.count).max() ?? 0) * 0.72 + 20
+        // Rotated labels reach left of their group by about their own length: leave room for the first.
+        let left = max(80.0, labelRoom * 0.8 - width / Double(max(1, categories.count)) / 2)
+        let right = 7.0 * Double(series.map(\.name.count).max() ?? 0) + 60
+        let top = subtitle.isEmpty ? 50.0 : 68.0
         let plotWidth = width - left - right
         let height = top + plotHeight + labelRoom + 20
         var out = SVGWriter(width: width, height: height)
