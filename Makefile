@@ -6,7 +6,7 @@ PROFILE_ARGS ?= --batch-sizes 1,2,4,8 --instances 1,2 --duration 3 --slo-ms 20
 SERVE_MODELS ?= squeezenet,resnet50,shufflenet,simple
 SERVE_ARGS ?=
 
-.PHONY: setup clients build release run profile test interop lint format bench clean
+.PHONY: setup clients build release run profile test interop lint format bench evaluation clean
 
 ## Python venv with ONNX Runtime and onnx, and the model repository (idempotent).
 setup:
@@ -51,6 +51,11 @@ format:
 ## Swift in-process throughput against Python's onnxruntime (see bench/README.md).
 bench: release
 	.venv/bin/python bench/ort_compare.py
+
+## The simulated comparison over the imported GPU profiles: docs/evaluation.md and docs/plots/.
+evaluation:
+	$(SWIFT) build -c release --product dnnscaler
+	.build/release/dnnscaler evaluate --gpu-profiles profiles/gpu --output docs/evaluation.md --plots docs/plots
 
 clean:
 	rm -rf .build

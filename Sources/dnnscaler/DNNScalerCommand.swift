@@ -7,6 +7,9 @@ struct DNNScalerCommand: AsyncParsableCommand {
         commandName: "dnnscaler",
         abstract:
             "DNNScaler: an inference server that batches or multi-tenants each model to maximise throughput under its latency SLO.",
-        subcommands: [ServeCommand.self, ProfileCommand.self, SimulateCommand.self, BenchCommand.self]
+        subcommands: [
+            ServeCommand.self, ProfileCommand.self, SimulateCommand.self, BenchCommand.self, ImportGPUProfilesCommand.self,
+            EvaluateCommand.self,
+        ]
     )
 }

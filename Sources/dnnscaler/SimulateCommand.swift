@@ -56,6 +56,9 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Write the result as JSON to this file.")
     var json: String?
 
+    @Option(help: "Write throughput, tail latency, batch limit and instances over virtual time as an SVG plot.")
+    var plot: String?
+
     func validate() throws {
         guard PolicyKind(rawValue: policy) != nil else {
             throw ValidationError(
@@ -113,6 +116,18 @@ struct SimulateCommand: ParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(result).write(to: URL(fileURLWithPath: json))
             printError("wrote \(json)")
+        }
+        if let plot {
+            let chart = result.timeSeriesChart(
+                title: "\(loaded.model): \(result.policy), simulated",
+                subtitle:
+                    "dnnscaler simulate --policy \(policy) --slo-ms \(formatPercentile(sloMs)) "
+                    + (rate.map { "--rate \(formatPercentile($0)) (\(distribution))" }
+                        ?? "--closed-loop \(closedLoop ?? 1)")
+                    + " --requests \(requests) --seed \(seed); profile \(loaded.device)",
+                sloMs: sloMs, percentile: percentile)
+            try chart.svg().write(toFile: plot, atomically: true, encoding: .utf8)
+            printError("wrote \(plot)")
         }
     }
 

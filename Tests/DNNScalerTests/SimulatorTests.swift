@@ -105,4 +105,30 @@ import Testing
         #expect(model.batchMs(instances: 1, batch: 32) == 72)  // beyond 16 (40 ms), along the last slope
         #expect(model.batchMs(instances: 2, batch: 1) == 20)  // between 1 (10 ms) and 4 (40 ms) instances
     }
+
+    /// Alternates between 3 and 1 instances every 0.5 s, so switches land while batches run.
+    struct FlippingPolicy: ScalingPolicy {
+        let name = "flipping"
+        let period = 0.5
+        let mode: ScalingMode? = nil
+        let initialConfiguration = ServingConfiguration(batchLimit: 2, instances: 3)
+        mutating func decide(_ observation: Observation) -> Decision {
+            var next = observation.current
+            next.instances = next.instances == 3 ? 1 : 3
+            return Decision(configuration: next, reason: "flip")
+        }
+    }
+
+    @Test func instanceSwitchesWhileBatchesRunLoseNoBatch() {
+        // Switching removed idle instances and shifted the busy ones' indices without re-pointing
+        // their completions: a batch could then never complete and the run never ended.
+        var simulator = Simulator(
+            profile: Self.profile(batchOneMs: 7, perSampleMs: 3, instances: [1, 3]), policy: FlippingPolicy(),
+            settings: SimulationSettings(
+                sloMs: 1000, arrivals: .poisson(rate: 250), requests: 20_000, seed: 11, instanceWarmupSeconds: 0.2))
+        let result = simulator.run()
+        #expect(result.completed + result.shed == 20_000)
+        #expect(result.configurationChanges > 50)
+        #expect(result.durationSeconds < 20_000 / 250 + 5)
+    }
 }

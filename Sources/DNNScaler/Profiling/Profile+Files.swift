@@ -19,10 +19,10 @@ public enum ProfileFileError: Error, Equatable, CustomStringConvertible {
 }
 
 extension Profile {
-    /// The JSON form: pretty-printed, keys sorted, so files diff well.
+    /// The JSON form: pretty-printed, keys sorted, so files diff well; slashes unescaped.
     public func jsonData() throws -> Data {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         return try encoder.encode(self)
     }
 

@@ -64,11 +64,14 @@ public struct ProfilePoint: Sendable, Codable, Equatable {
     public var batches: Int
     /// Resident memory of the process after this point's run, in bytes (0 where unknown).
     public var residentMemoryBytes: Int
+    /// Where an imported point's numbers come from (a citation such as `owner/repo@commit:path`);
+    /// `nil` for points this project measured. Optional in the JSON.
+    public var source: String?
 
     /// Creates a point.
     public init(
         instances: Int, threadsPerInstance: Int, batchSize: Int, throughput: Double, latencyMs: LatencySummary,
-        batches: Int, residentMemoryBytes: Int
+        batches: Int, residentMemoryBytes: Int, source: String? = nil
     ) {
         self.instances = instances
         self.threadsPerInstance = threadsPerInstance
@@ -77,6 +80,7 @@ public struct ProfilePoint: Sendable, Codable, Equatable {
         self.latencyMs = latencyMs
         self.batches = batches
         self.residentMemoryBytes = residentMemoryBytes
+        self.source = source
     }
 }
 
@@ -144,11 +148,14 @@ public struct Profile: Sendable, Codable, Equatable {
     public var points: [ProfilePoint]
     /// The Profiler's decision.
     public var decision: ProfileDecision
+    /// Where an imported profile's numbers come from, and what was decided in importing them;
+    /// `nil` for profiles this project measured. Optional in the JSON.
+    public var source: ProfileSource?
 
     /// Creates a profile and its decision.
     public init(
         model: String, backend: String, device: String, createdAt: String, percentile: Double,
-        durationSeconds: Double, points: [ProfilePoint], sloMs: Double?
+        durationSeconds: Double, points: [ProfilePoint], sloMs: Double?, source: ProfileSource? = nil
     ) {
         formatVersion = Self.currentFormatVersion
         self.model = model
@@ -159,10 +166,55 @@ public struct Profile: Sendable, Codable, Equatable {
         self.durationSeconds = durationSeconds
         self.points = points
         decision = ProfileDecision(points: points, sloMs: sloMs)
+        self.source = source
     }
 
     /// The point measured at this configuration, if any.
     public func point(instances: Int, batchSize: Int) -> ProfilePoint? {
         points.first { $0.instances == instances && $0.batchSize == batchSize }
+    }
+}
+
+/// The provenance of an imported profile: the files its numbers come from, the decisions taken in
+/// importing them, and the jobs (SLO, assigned mode) the source defines for the model.
+public struct ProfileSource: Sendable, Codable, Equatable {
+    /// One line on what the numbers are, e.g. "GPU latencies from the DNNScaler and BatchDVFS artifacts".
+    public var description: String
+    /// The source files (paths or `owner/repo@commit:path` citations).
+    public var files: [String]
+    /// What importing decided: which rows became points, how gaps were filled, caveats.
+    public var notes: [String]
+    /// The jobs the source defines on this model: SLO and the mode its authors assigned.
+    public var jobs: [SourceJob]
+
+    /// Creates a source record.
+    public init(description: String, files: [String], notes: [String], jobs: [SourceJob] = []) {
+        self.description = description
+        self.files = files
+        self.notes = notes
+        self.jobs = jobs
+    }
+}
+
+/// A job the source of an imported profile defines: a latency SLO and the mode its authors gave it.
+public struct SourceJob: Sendable, Codable, Equatable {
+    /// The job's name in the source (e.g. a result-file prefix).
+    public var label: String
+    /// The latency SLO in ms.
+    public var sloMs: Double
+    /// What the source's controller compares with the SLO (e.g. a mean per-batch latency).
+    public var sloStatistic: String
+    /// The mode the source's authors assigned, if any.
+    public var modeAssigned: ScalingMode?
+    /// Where the job is defined (a citation).
+    public var citation: String
+
+    /// Creates a job.
+    public init(label: String, sloMs: Double, sloStatistic: String, modeAssigned: ScalingMode?, citation: String) {
+        self.label = label
+        self.sloMs = sloMs
+        self.sloStatistic = sloStatistic
+        self.modeAssigned = modeAssigned
+        self.citation = citation
     }
 }

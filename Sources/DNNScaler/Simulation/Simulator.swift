@@ -34,12 +34,16 @@ public struct SimulationSettings: Sendable {
     public var instanceWarmupSeconds: Double
     /// Seconds per point of the time series.
     public var seriesInterval: Double
+    /// Virtual seconds excluded from the summary (latencies, throughput, SLO attainment): requests
+    /// that arrive earlier are served but not counted, so the result describes the steady state
+    /// after the policy's convergence. The time series always covers the whole run.
+    public var measurementStartSeconds: Double
 
     /// Creates settings; the defaults mirror the server's.
     public init(
         sloMs: Double, percentile: Double = 99, arrivals: ArrivalProcess, requests: Int, seed: UInt64 = 1,
         maxQueueSize: Int = 1024, admissionControl: Bool = true, dropExpired: Bool = true,
-        instanceWarmupSeconds: Double = 1, seriesInterval: Double = 1
+        instanceWarmupSeconds: Double = 1, seriesInterval: Double = 1, measurementStartSeconds: Double = 0
     ) {
         self.sloMs = sloMs
         self.percentile = percentile
@@ -51,6 +55,7 @@ public struct SimulationSettings: Sendable {
         self.dropExpired = dropExpired
         self.instanceWarmupSeconds = instanceWarmupSeconds
         self.seriesInterval = seriesInterval
+        self.measurementStartSeconds = measurementStartSeconds
     }
 }
 
@@ -80,9 +85,9 @@ public struct SimulationResult: Sendable, Codable, Equatable {
     public var shed: Int
     /// Virtual seconds from the first arrival to the last completion.
     public var durationSeconds: Double
-    /// Completions per second.
+    /// Completions per second (of the measured requests, from the measurement start).
     public var throughput: Double
-    /// Per-request latency (arrival to completion) of answered requests.
+    /// Per-request latency (arrival to completion) of answered (measured) requests.
     public var latencyMs: LatencySummary
     /// p90 and p99.9 of the same.
     public var p90Ms: Double
@@ -92,7 +97,7 @@ public struct SimulationResult: Sendable, Codable, Equatable {
     public var meanMs: Double
     /// Mean time in the queue.
     public var meanQueueMs: Double
-    /// Answered within the SLO, as a fraction of all requests sent (shed ones count as misses).
+    /// Answered within the SLO, as a fraction of all (measured) requests sent; shed ones count as misses.
     public var sloAttainment: Double
     /// The per-interval time series.
     public var series: [SimulationSeriesPoint]
@@ -100,6 +105,10 @@ public struct SimulationResult: Sendable, Codable, Equatable {
     public var finalConfiguration: ServingConfiguration
     /// How many decisions changed the configuration.
     public var configurationChanges: Int
+    /// Requests that arrived in the measured part of the run (all, without a measurement start).
+    public var measuredRequests: Int
+    /// Of those, the answered ones (the summary's latencies are theirs).
+    public var measuredCompleted: Int
 }
 
 /// A discrete-event simulation, in virtual time, of the server's queue, batcher and instance pool,
@@ -120,6 +129,7 @@ public struct Simulator {
     }
 
     private enum EventKind: Comparable {
+        /// The batch of the instance with this id is done (ids are stable; array indices are not).
         case completion(instance: Int)
         case arrival(client: Int)
         case switchInstances
@@ -148,6 +158,7 @@ public struct Simulator {
     }
 
     private struct Instance {
+        var id: Int
         var busy: Bool
         var retiring: Bool
         var batch: [Request]
@@ -166,8 +177,14 @@ public struct Simulator {
 
         var configuration = policy.initialConfiguration
         var activeInstances = max(1, configuration.instances)
-        var instances = [Instance](
-            repeating: Instance(busy: false, retiring: false, batch: [], batchStart: 0), count: activeInstances)
+        var nextInstanceID = 0
+        func makeInstances(_ count: Int) -> [Instance] {
+            defer { nextInstanceID += count }
+            return (0..<count).map {
+                Instance(id: nextInstanceID + $0, busy: false, retiring: false, batch: [], batchStart: 0)
+            }
+        }
+        var instances = makeInstances(activeInstances)
         var pendingInstances: Int?
         var queue: Deque<Request> = []
         var sent = 0
@@ -178,6 +195,9 @@ public struct Simulator {
         latencies.reserveCapacity(settings.requests)
         var queueTimeTotal = 0.0
         var withinSLO = 0
+        let measureFrom = settings.measurementStartSeconds * 1000
+        var measuredSent = 0
+        var measuredCompleted = 0
         var msPerSample: Double?
         var window = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
         var serviceWindow = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
@@ -225,7 +245,7 @@ public struct Simulator {
                 instances[index].batch = batch
                 instances[index].batchStart = now
                 let service = serviceTimes.batchMs(instances: activeInstances, batch: size)
-                schedule(now + service, .completion(instance: index))
+                schedule(now + service, .completion(instance: instances[index].id))
             }
         }
 
@@ -235,6 +255,7 @@ public struct Simulator {
             case .arrival(let client):
                 guard sent < settings.requests else { continue }
                 sent += 1
+                if now >= measureFrom { measuredSent += 1 }
                 arrivalsSinceDecision += 1
                 let request = Request(arrival: now, deadline: now + settings.sloMs, client: client)
                 var refused = queue.count >= settings.maxQueueSize
@@ -255,7 +276,8 @@ public struct Simulator {
                 case .constant(let rate): schedule(now + interArrivalMs(rate, poisson: false), .arrival(client: -1))
                 case .closedLoop: break
                 }
-            case .completion(let index):
+            case .completion(let id):
+                guard let index = instances.firstIndex(where: { $0.id == id }) else { continue }
                 let batch = instances[index].batch
                 let service = now - instances[index].batchStart
                 serviceWindow.record(time: now / 1000, latencyMs: service)
@@ -264,28 +286,21 @@ public struct Simulator {
                     / Double(batch.count)
                 for request in batch {
                     let latency = now - request.arrival
-                    latencies.append(latency)
                     intervalLatencies.append(latency)
-                    queueTimeTotal += instances[index].batchStart - request.arrival
                     window.record(time: now / 1000, latencyMs: latency)
-                    if latency <= settings.sloMs { withinSLO += 1 }
                     completed += 1
+                    if request.arrival >= measureFrom {
+                        latencies.append(latency)
+                        queueTimeTotal += instances[index].batchStart - request.arrival
+                        if latency <= settings.sloMs { withinSLO += 1 }
+                        measuredCompleted += 1
+                    }
                     if request.client >= 0 { schedule(now, .arrival(client: request.client)) }
                 }
                 lastCompletion = now
                 instances[index].busy = false
                 instances[index].batch = []
-                if instances[index].retiring {
-                    instances.remove(at: index)
-                    // Indices of busy instances after this one shift: re-point their events.
-                    events = Heap(
-                        events.unordered.map { pending in
-                            guard case .completion(let other) = pending.kind, other > index else { return pending }
-                            var moved = pending
-                            moved.kind = .completion(instance: other - 1)
-                            return moved
-                        })
-                }
+                if instances[index].retiring { instances.remove(at: index) }
                 startBatches(at: now)
             case .switchInstances:
                 guard let count = pendingInstances else { continue }
@@ -293,9 +308,7 @@ public struct Simulator {
                 for index in instances.indices { instances[index].retiring = true }
                 instances.removeAll { !$0.busy }
                 // Busy old instances finish their batch; the new ones start now.
-                let fresh = [Instance](
-                    repeating: Instance(busy: false, retiring: false, batch: [], batchStart: 0), count: count)
-                instances += fresh
+                instances += makeInstances(count)
                 activeInstances = count
                 startBatches(at: now)
             case .control:
@@ -344,6 +357,7 @@ public struct Simulator {
 
         latencies.sort()
         let duration = max(1e-9, lastCompletion / 1000)
+        let measuredDuration = max(1e-9, (lastCompletion - min(measureFrom, lastCompletion)) / 1000)
         let summary = LatencySummary(
             mean: latencies.isEmpty ? 0 : latencies.reduce(0, +) / Double(latencies.count),
             p50: LatencySummary.percentile(50, ofSorted: latencies),
@@ -352,11 +366,12 @@ public struct Simulator {
             atPercentile: LatencySummary.percentile(settings.percentile, ofSorted: latencies))
         return SimulationResult(
             policy: policy.name, completed: completed, shed: shed, durationSeconds: duration,
-            throughput: Double(completed) / duration, latencyMs: summary,
+            throughput: Double(measuredCompleted) / measuredDuration, latencyMs: summary,
             p90Ms: LatencySummary.percentile(90, ofSorted: latencies),
             p999Ms: LatencySummary.percentile(99.9, ofSorted: latencies), meanMs: summary.mean,
-            meanQueueMs: completed > 0 ? queueTimeTotal / Double(completed) : 0,
-            sloAttainment: sent > 0 ? Double(withinSLO) / Double(sent) : 0, series: series,
-            finalConfiguration: configuration, configurationChanges: changes)
+            meanQueueMs: measuredCompleted > 0 ? queueTimeTotal / Double(measuredCompleted) : 0,
+            sloAttainment: measuredSent > 0 ? Double(withinSLO) / Double(measuredSent) : 0, series: series,
+            finalConfiguration: configuration, configurationChanges: changes, measuredRequests: measuredSent,
+            measuredCompleted: measuredCompleted)
     }
 }
