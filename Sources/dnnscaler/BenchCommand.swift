@@ -74,6 +74,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "Write the per-second series as CSV here.")
     var csv: String?
 
+    @Option(help: "Draw throughput, p99 against the SLO, and the server's batch limit and instances over time (SVG).")
+    var plot: String?
+
     @Flag(help: "No progress lines.")
     var quiet = false
 
@@ -153,6 +156,15 @@ struct BenchCommand: AsyncParsableCommand {
         }
         if let csv, let result {
             try result.seriesCSV().write(toFile: csv, atomically: true, encoding: .utf8)
+        }
+        if let plot, let result {
+            let load =
+                result.rate.map { String(format: "open loop %.1f requests/s %@", $0, result.distribution ?? "") }
+                ?? "closed loop, concurrency \(result.concurrency ?? 0)"
+            let chart = result.timeSeriesChart(
+                title: "\(result.model): measured with dnnscaler bench", subtitle: "\(load) against \(result.url)",
+                sloMs: result.summary.sloMs)
+            try chart.svg().write(toFile: plot, atomically: true, encoding: .utf8)
         }
     }
 

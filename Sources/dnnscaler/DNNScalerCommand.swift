@@ -8,7 +8,8 @@ struct DNNScalerCommand: AsyncParsableCommand {
         abstract:
             "DNNScaler: an inference server that batches or multi-tenants each model to maximise throughput under its latency SLO.",
         subcommands: [
-            ServeCommand.self, ProfileCommand.self, SimulateCommand.self, BenchCommand.self, ImportGPUProfilesCommand.self,
+            ServeCommand.self, ProfileCommand.self, SimulateCommand.self, BenchCommand.self,
+            ImportGPUProfilesCommand.self,
             EvaluateCommand.self,
         ]
     )

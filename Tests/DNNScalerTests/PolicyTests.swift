@@ -267,3 +267,34 @@ extension Observation {
         #expect(hold.configuration.instances == 1)
     }
 }
+
+@Suite struct JointBatchCapTests {
+    @Test func batchingStopsWhereTheProfilesThroughputStopsRising() {
+        // Batch 4 is within 3% of batch 8's throughput at 1 instance; only batch 1 was measured at 2.
+        let profile = Profile(
+            model: "m", backend: "test", device: "test", createdAt: "", percentile: 99, durationSeconds: 1,
+            points: [
+                ProfileTests.point(1, 1, throughput: 100, p99: 10), ProfileTests.point(1, 4, throughput: 300, p99: 14),
+                ProfileTests.point(1, 8, throughput: 305, p99: 27), ProfileTests.point(2, 1, throughput: 180, p99: 11),
+            ], sloMs: nil)
+        #expect(JointPolicy.saturatingBatch(profile: profile, instances: 1, upTo: 64) == 4)
+        #expect(JointPolicy.saturatingBatch(profile: profile, instances: 2, upTo: 64) == 1)
+        #expect(JointPolicy.saturatingBatch(profile: profile, instances: 3, upTo: 64) == nil)
+        var policy = JointPolicy(
+            context: PolicyContext(profile: profile, maxBatch: 64, maxInstances: 2, sloMs: 100))
+        // Seeded at batch 4 (within 3% of batch 8's throughput, half its latency). Backlogged below the
+        // band, the batch cannot grow past 4 at 1 instance nor past 1 at 2 (the profile saw no gain).
+        var current = policy.initialConfiguration
+        #expect(current == ServingConfiguration(batchLimit: 4, instances: 1))
+        var sawTwo = false
+        for second in 1...8 {
+            current =
+                policy.decide(
+                    PolicyTests.observation(time: Double(second * 4), tail: 20, current: current, queue: 10, shed: 1)
+                ).configuration
+            #expect(current.batchLimit <= (current.instances == 1 ? 4 : 1))
+            sawTwo = sawTwo || current.instances == 2
+        }
+        #expect(sawTwo)
+    }
+}

@@ -8,7 +8,8 @@
 /// the tail seen at each and undoing a move that made it worse.
 /// It starts from the profile's highest-throughput point whose per-batch latency leaves half the
 /// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode, and it
-/// never raises the batch limit past what the profile says fits in half the SLO.
+/// never raises the batch limit past what the profile says fits in half the SLO, nor past the batch
+/// where the profile's throughput stops rising (a larger one would only add latency).
 public struct JointPolicy: ScalingPolicy {
     /// `joint`.
     public let name = PolicyKind.joint.rawValue
@@ -46,7 +47,9 @@ public struct JointPolicy: ScalingPolicy {
                 let fitting = (1...maxBatch).last {
                     model.batchMs(instances: instances, batch: $0) <= context.sloMs / 2
                 }
-                caps[instances] = fitting ?? 1
+                caps[instances] = min(
+                    fitting ?? 1,
+                    Self.saturatingBatch(profile: profile, instances: instances, upTo: fitting ?? 1) ?? maxBatch)
             }
         }
         batchCaps = caps
@@ -54,6 +57,14 @@ public struct JointPolicy: ScalingPolicy {
         initialConfiguration = seed
         searchHigh = caps[seed.instances] ?? maxBatch
         mode = initialConfiguration.instances > 1 ? .multiTenancy : .batching
+    }
+
+    /// The smallest measured batch at `instances` whose throughput is within 3% of the best measured
+    /// one up to `upTo`: past it a larger batch only adds latency. Nil when nothing was measured there.
+    static func saturatingBatch(profile: Profile, instances: Int, upTo: Int) -> Int? {
+        let measured = profile.points.filter { $0.instances == instances && $0.batchSize <= upTo }
+        guard let best = measured.map(\.throughput).max() else { return nil }
+        return measured.filter { $0.throughput >= 0.97 * best }.map(\.batchSize).min()
     }
 
     private func batchCap(instances: Int) -> Int {
@@ -65,9 +76,12 @@ public struct JointPolicy: ScalingPolicy {
             $0.batchSize <= maxBatch && $0.instances <= maxInstances
         }
         let roomy = points.filter { $0.latencyMs.atPercentile <= context.sloMs / 2 }
+        // The fastest roomy point, or the one with the lowest latency among those within 3% of it.
+        let best = roomy.map(\.throughput).max() ?? 0
         let chosen =
-            roomy.max { ($0.throughput, -$0.latencyMs.atPercentile) < ($1.throughput, -$1.latencyMs.atPercentile) }
-            ?? points.min { $0.latencyMs.atPercentile < $1.latencyMs.atPercentile }
+            roomy.filter { $0.throughput >= 0.97 * best }.min {
+                $0.latencyMs.atPercentile < $1.latencyMs.atPercentile
+            } ?? points.min { $0.latencyMs.atPercentile < $1.latencyMs.atPercentile }
         guard let chosen else { return ServingConfiguration(batchLimit: 1, instances: 1) }
         return ServingConfiguration(batchLimit: chosen.batchSize, instances: chosen.instances)
     }
