@@ -298,3 +298,49 @@ extension Observation {
         #expect(sawTwo)
     }
 }
+
+@Suite struct JointQueueingTests {
+    static let multiTenancyProfile = Profile(
+        model: "m", backend: "test", device: "test", createdAt: "", percentile: 99, durationSeconds: 1,
+        points: [
+            ProfileTests.point(1, 1, throughput: 100, p99: 10), ProfileTests.point(2, 1, throughput: 187, p99: 11),
+            ProfileTests.point(3, 1, throughput: 209, p99: 14), ProfileTests.point(4, 1, throughput: 238, p99: 17),
+            ProfileTests.point(5, 1, throughput: 238, p99: 21),
+        ], sloMs: nil)
+
+    static func observation(
+        time: Double, tail: Double, service: Double, current: ServingConfiguration
+    )
+        -> Observation
+    {
+        Observation(
+            time: time, tailLatencyMs: tail, completed: 100, sloMs: 35, current: current, serviceTailMs: service)
+    }
+
+    @Test func aTailFromQueueingNeverRemovesCapacity() {
+        var policy = JointPolicy(
+            context: PolicyContext(profile: Self.multiTenancyProfile, maxBatch: 1, maxInstances: 5, sloMs: 35))
+        // At 4 instances a burst pushes the tail over the SLO while a batch takes 17 ms: removing an
+        // instance would cut capacity below the load; the fifth adds nothing in the profile: hold.
+        let four = ServingConfiguration(batchLimit: 1, instances: 4)
+        let decision = policy.decide(Self.observation(time: 1, tail: 38, service: 17, current: four))
+        #expect(decision.configuration == four)
+        #expect(decision.reason.contains("queueing"))
+        // At 3 instances the fourth adds throughput: add it.
+        policy = JointPolicy(
+            context: PolicyContext(profile: Self.multiTenancyProfile, maxBatch: 1, maxInstances: 5, sloMs: 35))
+        let three = ServingConfiguration(batchLimit: 1, instances: 3)
+        #expect(
+            policy.decide(Self.observation(time: 2, tail: 38, service: 14, current: three)).configuration.instances == 4
+        )
+    }
+
+    @Test func aTailFromExecutionStillRemovesAnInstance() {
+        var policy = JointPolicy(
+            context: PolicyContext(profile: Self.multiTenancyProfile, maxBatch: 1, maxInstances: 5, sloMs: 35))
+        // 5 instances with 21 ms batches (more than half the SLO): fewer instances run faster.
+        let five = ServingConfiguration(batchLimit: 1, instances: 5)
+        #expect(
+            policy.decide(Self.observation(time: 1, tail: 40, service: 21, current: five)).configuration.instances == 4)
+    }
+}

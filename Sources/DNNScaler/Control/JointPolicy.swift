@@ -29,7 +29,12 @@ public struct JointPolicy: ScalingPolicy {
     private var decideAfter = 0.0
     /// Per instance count, the largest batch whose profiled batch time leaves half the SLO for
     /// waiting: a burst can then never form a batch that alone breaks the SLO.
-    private let batchCaps: [Int: Int]
+    private var batchCaps: [Int: Int]
+    /// Per instance count, the largest batch whose profiled batch time fits the whole SLO (and still
+    /// raises throughput): the cap is extended to it when nothing else can add throughput.
+    private let wideBatchCaps: [Int: Int]
+    /// Per instance count, the profile's best throughput within the batch cap (empty without a profile).
+    private let profiledThroughput: [Int: Double]
     /// The tail seen at each instance count (smoothed): an instance move that made it worse is
     /// undone, and not tried again while the memory says it is worse. Profiles are measured in
     /// isolation; on a small CPU the network threads change which count is faster.
@@ -41,17 +46,26 @@ public struct JointPolicy: ScalingPolicy {
         maxBatch = max(1, min(127, context.maxBatch))
         maxInstances = max(1, context.maxInstances)
         var caps: [Int: Int] = [:]
+        var wideCaps: [Int: Int] = [:]
         if let profile = context.profile, !profile.points.isEmpty {
             let model = ServiceTimeModel(profile: profile)
+            let maxBatch = self.maxBatch
             for instances in 1...maxInstances {
-                let fitting = (1...maxBatch).last {
-                    model.batchMs(instances: instances, batch: $0) <= context.sloMs / 2
+                func fitting(_ budget: Double) -> Int {
+                    let fits = (1...maxBatch).last { model.batchMs(instances: instances, batch: $0) <= budget } ?? 1
+                    return min(
+                        fits, Self.saturatingBatch(profile: profile, instances: instances, upTo: fits) ?? maxBatch)
                 }
-                caps[instances] = min(
-                    fitting ?? 1,
-                    Self.saturatingBatch(profile: profile, instances: instances, upTo: fitting ?? 1) ?? maxBatch)
+                caps[instances] = fitting(context.sloMs / 2)
+                wideCaps[instances] = fitting(context.sloMs)
             }
         }
+        wideBatchCaps = wideCaps
+        var throughputs: [Int: Double] = [:]
+        for point in context.profile?.points ?? [] where point.batchSize <= (caps[point.instances] ?? maxBatch) {
+            throughputs[point.instances] = max(throughputs[point.instances] ?? 0, point.throughput)
+        }
+        profiledThroughput = throughputs
         batchCaps = caps
         let seed = Self.seed(context: context, maxBatch: maxBatch, maxInstances: maxInstances)
         initialConfiguration = seed
@@ -100,9 +114,10 @@ public struct JointPolicy: ScalingPolicy {
         let remembered = tailByInstances[next.instances]
         tailByInstances[next.instances] = remembered.map { ($0 + tail) / 2 } ?? tail
         if let previous = previousInstances, let before = tailByInstances[previous],
-            tail > observation.bandLowMs, tail > 1.1 * before
+            tail > observation.sloMs, tail > 1.1 * before
         {
-            // The last instance move made the tail worse: undo it.
+            // The last instance move broke the SLO and made the tail worse: undo it. (A tail that
+            // grows but stays within the SLO is the price of the added throughput.)
             previousInstances = nil
             next.instances = previous
             next.batchLimit = min(next.batchLimit, batchCap(instances: previous))
@@ -123,6 +138,30 @@ public struct JointPolicy: ScalingPolicy {
                 mode = .batching
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO: batch down to \(next.batchLimit)")
+            }
+            if let service = observation.serviceTailMs, service <= observation.sloMs / 2 {
+                // The tail is queueing, not execution: fewer instances would only lengthen the queue.
+                // More help only where the profile shows more throughput (or has not measured it).
+                let more = next.instances + 1
+                let gains =
+                    profiledThroughput[more].map { $0 > 1.03 * (profiledThroughput[next.instances] ?? 0) } ?? true
+                if next.instances < maxInstances, gains, (tailByInstances[more] ?? 0) < tail {
+                    previousInstances = next.instances
+                    next.instances = more
+                    decideAfter = observation.time + 3
+                    searchLow = 1
+                    searchHigh = batchCap(instances: more)
+                    mode = .multiTenancy
+                    return Decision(
+                        configuration: next,
+                        reason:
+                            "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))): "
+                            + "add an instance")
+                }
+                return Decision(
+                    configuration: next,
+                    reason: "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))), "
+                        + "no instance count adds throughput: hold")
             }
             if next.instances > 1, (tailByInstances[next.instances - 1] ?? 0) < tail {
                 previousInstances = next.instances
@@ -169,9 +208,22 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
             }
-            if observation.isBacklogged, next.instances < maxInstances,
-                (tailByInstances[next.instances + 1] ?? 0) <= observation.sloMs
-            {
+            let canAddInstance =
+                next.instances < maxInstances && (tailByInstances[next.instances + 1] ?? 0) <= observation.sloMs
+            if !canAddInstance, let wide = wideBatchCaps[next.instances], wide > cap {
+                // Nothing else can add throughput and the tail leaves room: let batches take up to
+                // the whole SLO (the bisection backs off if the tail leaves the band).
+                batchCaps[next.instances] = wide
+                searchLow = batch
+                searchHigh = wide
+                next.batchLimit = (batch + wide + 1) / 2
+                mode = .batching
+                return Decision(
+                    configuration: next,
+                    reason:
+                        "tail \(tailText) below band at the half-SLO batch, backlogged: batch up to \(next.batchLimit)")
+            }
+            if observation.isBacklogged, canAddInstance {
                 previousInstances = next.instances
                 next.instances += 1
                 next.batchLimit = min(next.batchLimit, batchCap(instances: next.instances))
