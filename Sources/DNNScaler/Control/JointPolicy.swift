@@ -74,11 +74,17 @@ public struct JointPolicy: ScalingPolicy {
     }
 
     /// The smallest measured batch at `instances` whose throughput is within 3% of the best measured
-    /// one up to `upTo`: past it a larger batch only adds latency. Nil when nothing was measured there.
+    /// one up to `upTo`: past it a larger batch only adds latency. Nil when nothing was measured there,
+    /// or when throughput still rose at the largest measured batch.
     static func saturatingBatch(profile: Profile, instances: Int, upTo: Int) -> Int? {
         let measured = profile.points.filter { $0.instances == instances && $0.batchSize <= upTo }
-        guard let best = measured.map(\.throughput).max() else { return nil }
-        return measured.filter { $0.throughput >= 0.97 * best }.map(\.batchSize).min()
+        guard let best = measured.map(\.throughput).max(), let largest = measured.map(\.batchSize).max() else {
+            return nil
+        }
+        let saturating = measured.filter { $0.throughput >= 0.97 * best }.map(\.batchSize).min() ?? largest
+        // Still rising at the largest measured batch (and that batch is not the only one): no
+        // evidence that a larger one gains nothing.
+        return saturating == largest && measured.count > 1 ? nil : saturating
     }
 
     private func batchCap(instances: Int) -> Int {
