@@ -73,6 +73,7 @@ def main():
         slo = args.slo_ms or DEFAULT_SLO.get(model, 100.0)
         runs = {name: [] for _, name, _, _ in configurations}
         finals = {name: [] for _, name, _, _ in configurations}
+        modes = {name: [] for _, name, _, _ in configurations}
         with model_repository([model], slo_ms=slo) as repository:
             for round_index in range(args.repeats):
                 for kind, name, instances, batch in configurations:
@@ -85,6 +86,8 @@ def main():
                     with server:
                         result = sweep(args.bin, server, model, slo, args)
                         final = describe_configuration(server.configuration(model))
+                        status = server.status(model) or {}
+                        modes[name].append((status.get("profile") or {}).get("mode", "-"))
                     runs[name].append(result["sustained_rate"])
                     finals[name].append(final)
                     log(f"  -> {result['sustained_rate']:.1f}/s, server ends at {final}")
@@ -98,6 +101,7 @@ def main():
             print(f"  {name:16s} {value:8.1f}/s   runs {' '.join(f'{v:.1f}' for v in runs[name])}"
                   f"   ends at {', '.join(finals[name])}{ratio}")
         report["models"][model] = {"slo_ms": slo, "runs": runs, "medians": medians, "final_configurations": finals,
+                                   "profile_modes": {n: m for n, m in modes.items() if not n.startswith("static")},
                                    "best_static": best_name,
                                    "ratios": {n: (v / best if best else None) for n, v in medians.items()
                                               if not n.startswith("static")}}

@@ -18,37 +18,65 @@ public final class ServerMetrics: Sendable {
     /// Creates an empty registry.
     public init() {}
 
+    /// The per-request metrics of one model version, looked up once (the registry's lookup builds
+    /// label strings and takes its lock on every call).
+    private struct RequestMetrics: Sendable {
+        let success: Counter
+        let latency: DurationHistogram
+        let queue: DurationHistogram
+    }
+    private let requestMetrics = Mutex<[String: RequestMetrics]>([:])
+    private let failureCounters = Mutex<[String: Counter]>([:])
+
+    private func metrics(model: String, version: String) -> RequestMetrics {
+        let key = "\(model)\u{0}\(version)"
+        if let cached = requestMetrics.withLock({ $0[key] }) { return cached }
+        let labels = [("model", model), ("version", version)]
+        let created = RequestMetrics(
+            success: registry.makeCounter(
+                descriptor: MetricNameDescriptor(
+                    metricName: "nv_inference_request_success", unitName: "",
+                    helpText: "Successful inference requests"),
+                labels: labels),
+            latency: registry.makeDurationHistogram(
+                descriptor: MetricNameDescriptor(
+                    metricName: "dnnscaler_request_latency_seconds", unitName: "",
+                    helpText: "End-to-end request latency in the server (arrival to response)"),
+                labels: labels, buckets: Self.latencyBuckets),
+            queue: registry.makeDurationHistogram(
+                descriptor: MetricNameDescriptor(
+                    metricName: "dnnscaler_queue_time_seconds", unitName: "",
+                    helpText: "Time requests spent queued before their batch ran"),
+                labels: labels, buckets: Self.latencyBuckets))
+        return requestMetrics.withLock { cache in
+            if let existing = cache[key] { return existing }
+            cache[key] = created
+            return created
+        }
+    }
+
     /// Records one answered request.
     func recordSuccess(model: String, version: String, latency: Duration, queue: Duration) {
-        let labels = [("model", model), ("version", version)]
-        registry.makeCounter(
-            descriptor: MetricNameDescriptor(
-                metricName: "nv_inference_request_success", unitName: "", helpText: "Successful inference requests"),
-            labels: labels
-        )
-        .increment()
-        registry.makeDurationHistogram(
-            descriptor: MetricNameDescriptor(
-                metricName: "dnnscaler_request_latency_seconds", unitName: "",
-                helpText: "End-to-end request latency in the server (arrival to response)"),
-            labels: labels, buckets: Self.latencyBuckets
-        ).record(latency)
-        registry.makeDurationHistogram(
-            descriptor: MetricNameDescriptor(
-                metricName: "dnnscaler_queue_time_seconds", unitName: "",
-                helpText: "Time requests spent queued before their batch ran"),
-            labels: labels, buckets: Self.latencyBuckets
-        ).record(queue)
+        let handles = metrics(model: model, version: version)
+        handles.success.increment()
+        handles.latency.record(latency)
+        handles.queue.record(queue)
     }
 
     /// Records one failed request with a reason: `shed`, `invalid`, `unavailable` or `backend`.
     func recordFailure(model: String, version: String, reason: String) {
-        registry.makeCounter(
+        let key = "\(model)\u{0}\(version)\u{0}\(reason)"
+        if let counter = failureCounters.withLock({ $0[key] }) {
+            counter.increment()
+            return
+        }
+        let counter = registry.makeCounter(
             descriptor: MetricNameDescriptor(
                 metricName: "nv_inference_request_failure", unitName: "",
                 helpText: "Failed inference requests by reason"),
-            labels: [("model", model), ("version", version), ("reason", reason)]
-        ).increment()
+            labels: [("model", model), ("version", version), ("reason", reason)])
+        failureCounters.withLock { $0[key] = $0[key] ?? counter }
+        counter.increment()
     }
 
     /// Brings the state gauges and cumulative counters up to date before a scrape.

@@ -38,6 +38,12 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "The job whose runs are drawn over time (model and dataset, as in the profile's name).")
     var exampleJob = "InceptionV1 (ImageNet)"
 
+    @Option(
+        help:
+            "JSON results of bench/capacity.py (measured on this machine) for section (b); repeatable, missing files skipped."
+    )
+    var measured: [String] = ["docs/data/measured-squeezenet.json", "docs/data/measured-resnet50.json"]
+
     static let policies: [PolicyKind] = [.clipperAIMD, .dnnscaler, .joint]
 
     struct Job {
@@ -81,8 +87,17 @@ struct EvaluateCommand: ParsableCommand {
             }
             tables[statistic] = rows
         }
-        let plotFiles = try writePlots(tables: tables, jobs: jobs)
-        let report = markdown(tables: tables, plotFiles: plotFiles, wallSeconds: Date().timeIntervalSince(started))
+        var plotFiles = try writePlots(tables: tables, jobs: jobs)
+        let measuredRuns = try MeasuredEvaluation(paths: measured)
+        if !measuredRuns.models.isEmpty {
+            let name = "measured-capacity.svg"
+            try measuredRuns.chart().svg().write(
+                toFile: (plots as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
+            plotFiles["measured"] = name
+        }
+        let report = markdown(
+            tables: tables, plotFiles: plotFiles, measuredRuns: measuredRuns,
+            wallSeconds: Date().timeIntervalSince(started))
         try report.write(toFile: output, atomically: true, encoding: .utf8)
         printError("wrote \(output) and \(plotFiles.count) plots in \(plots)")
     }
@@ -189,7 +204,10 @@ struct EvaluateCommand: ParsableCommand {
         return String(format: "%.2fx", value / baseline)
     }
 
-    func markdown(tables: [SLOStatistic: [Row]], plotFiles: [String: String], wallSeconds: Double) -> String {
+    func markdown(
+        tables: [SLOStatistic: [Row]], plotFiles: [String: String], measuredRuns: MeasuredEvaluation,
+        wallSeconds: Double
+    ) -> String {
         let plotPrefix: String = {
             let outputFolder = URL(fileURLWithPath: output).deletingLastPathComponent().standardizedFileURL.path
             let plotFolder = URL(fileURLWithPath: plots).standardizedFileURL.path
@@ -277,9 +295,8 @@ struct EvaluateCommand: ParsableCommand {
         }
         lines += [
             "## (b) Measured on this machine", "",
-            "*To be filled by the measured run* (`dnnscaler bench` against the server on this machine's CPU, real",
-            "models, open-loop load): this section is written by that run, not by `dnnscaler evaluate`.", "",
         ]
+        lines += measuredRuns.markdown(plotLink: plotFiles["measured"].map { "\(plotPrefix)/\($0)" })
         return lines.joined(separator: "\n")
     }
 

@@ -222,7 +222,9 @@ extension Observation {
     @Test func anInstanceMoveThatMakesTheTailWorseIsUndoneAndNotRepeated() {
         var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 1, maxInstances: 2, sloMs: 20))
         var current = ServingConfiguration(batchLimit: 1, instances: 2)
-        // 2 instances: tail 22 ms > SLO at batch 1 -> remove one.
+        // 2 instances: tail 22 ms > SLO at batch 1 once: confirm; twice -> remove one.
+        current = policy.decide(PolicyTests.observation(time: 0, tail: 22, slo: 20, current: current)).configuration
+        #expect(current.instances == 2)
         current = policy.decide(PolicyTests.observation(time: 1, tail: 22, slo: 20, current: current)).configuration
         #expect(current.instances == 1)
         // With 1 instance the tail is worse (30 ms): back to 2.
@@ -238,7 +240,8 @@ extension Observation {
     @Test func aboveTheSLOWithOneInstanceItTriesMoreAndKeepsThemWhenBetter() {
         var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 1, maxInstances: 2, sloMs: 20))
         var current = ServingConfiguration(batchLimit: 1, instances: 1)
-        // 1 instance x 2 threads: tail 26 ms > SLO at batch 1, nothing to remove -> try 2 instances.
+        // 1 instance x 2 threads: tail 26 ms > SLO at batch 1 twice, nothing to remove -> try 2 instances.
+        _ = policy.decide(PolicyTests.observation(time: 0, tail: 26, slo: 20, current: current))
         let tryMore = policy.decide(PolicyTests.observation(time: 1, tail: 26, slo: 20, current: current))
         current = tryMore.configuration
         #expect(current.instances == 2)
@@ -258,6 +261,7 @@ extension Observation {
     @Test func aTriedInstanceThatIsWorseIsUndone() {
         var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 1, maxInstances: 2, sloMs: 20))
         var current = ServingConfiguration(batchLimit: 1, instances: 1)
+        _ = policy.decide(PolicyTests.observation(time: 0, tail: 22, slo: 20, current: current))
         current = policy.decide(PolicyTests.observation(time: 1, tail: 22, slo: 20, current: current)).configuration
         #expect(current.instances == 2)
         // Worse with 2 (30 ms > 1.1 x 22): back to 1, and 2 is not tried again while remembered worse.
@@ -323,6 +327,7 @@ extension Observation {
         // At 4 instances a burst pushes the tail over the SLO while a batch takes 17 ms: removing an
         // instance would cut capacity below the load; the fifth adds nothing in the profile: hold.
         let four = ServingConfiguration(batchLimit: 1, instances: 4)
+        _ = policy.decide(Self.observation(time: 0, tail: 38, service: 17, current: four))
         let decision = policy.decide(Self.observation(time: 1, tail: 38, service: 17, current: four))
         #expect(decision.configuration == four)
         #expect(decision.reason.contains("queueing"))
@@ -330,6 +335,7 @@ extension Observation {
         policy = JointPolicy(
             context: PolicyContext(profile: Self.multiTenancyProfile, maxBatch: 1, maxInstances: 5, sloMs: 35))
         let three = ServingConfiguration(batchLimit: 1, instances: 3)
+        _ = policy.decide(Self.observation(time: 1, tail: 38, service: 14, current: three))
         #expect(
             policy.decide(Self.observation(time: 2, tail: 38, service: 14, current: three)).configuration.instances == 4
         )
@@ -340,6 +346,8 @@ extension Observation {
             context: PolicyContext(profile: Self.multiTenancyProfile, maxBatch: 1, maxInstances: 5, sloMs: 35))
         // 5 instances with 21 ms batches (more than half the SLO): fewer instances run faster.
         let five = ServingConfiguration(batchLimit: 1, instances: 5)
+        let once = policy.decide(Self.observation(time: 0, tail: 40, service: 21, current: five))
+        #expect(once.configuration == five && once.reason.contains("confirm"))
         #expect(
             policy.decide(Self.observation(time: 1, tail: 40, service: 21, current: five)).configuration.instances == 4)
     }

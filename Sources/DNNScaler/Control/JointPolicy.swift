@@ -40,6 +40,9 @@ public struct JointPolicy: ScalingPolicy {
     /// isolation; on a small CPU the network threads change which count is faster.
     private var tailByInstances: [Int: Double] = [:]
     private var previousInstances: Int?
+    /// Decisions in a row whose tail was above the SLO: an instance move (which builds sessions and
+    /// costs CPU on a small machine) needs two, unless requests queue up or are shed.
+    private var consecutiveAboveSLO = 0
 
     /// Creates the policy, seeded from the profile in `context`.
     public init(context: PolicyContext) {
@@ -119,6 +122,7 @@ public struct JointPolicy: ScalingPolicy {
         let batch = next.batchLimit
         let remembered = tailByInstances[next.instances]
         tailByInstances[next.instances] = remembered.map { ($0 + tail) / 2 } ?? tail
+        consecutiveAboveSLO = tail > observation.sloMs ? consecutiveAboveSLO + 1 : 0
         if let previous = previousInstances, let before = tailByInstances[previous],
             tail > observation.sloMs, tail > 1.1 * before
         {
@@ -144,6 +148,11 @@ public struct JointPolicy: ScalingPolicy {
                 mode = .batching
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO: batch down to \(next.batchLimit)")
+            }
+            if consecutiveAboveSLO < 2, !observation.isBacklogged {
+                return Decision(
+                    configuration: next,
+                    reason: "tail \(tailText) above SLO at batch 1 once, no backlog: confirm before moving instances")
             }
             if let service = observation.serviceTailMs, service <= observation.sloMs / 2 {
                 // The tail is queueing, not execution: fewer instances would only lengthen the queue.
