@@ -352,3 +352,26 @@ extension Observation {
             policy.decide(Self.observation(time: 1, tail: 40, service: 21, current: five)).configuration.instances == 4)
     }
 }
+
+@Suite struct JointCooldownTests {
+    @Test func anUndoneInstanceCountRestsBeforeItIsTriedAgain() {
+        var policy = JointPolicy(context: PolicyContext(profile: nil, maxBatch: 1, maxInstances: 2, sloMs: 150))
+        var current = ServingConfiguration(batchLimit: 1, instances: 1)
+        // Backlogged below the band at the largest batch: add an instance.
+        current =
+            policy.decide(PolicyTests.observation(time: 1, tail: 60, slo: 150, current: current, queue: 3))
+            .configuration
+        #expect(current.instances == 2)
+        // Worse and above the SLO with 2: back to 1.
+        current =
+            policy.decide(PolicyTests.observation(time: 5, tail: 165, slo: 150, current: current))
+            .configuration
+        #expect(current.instances == 1)
+        // Backlogged again soon after: 2 rests for a minute, so the policy holds.
+        let soon = policy.decide(PolicyTests.observation(time: 20, tail: 80, slo: 150, current: current, queue: 3))
+        #expect(soon.configuration.instances == 1)
+        // After the cool-down it may try again.
+        let later = policy.decide(PolicyTests.observation(time: 70, tail: 80, slo: 150, current: current, queue: 3))
+        #expect(later.configuration.instances == 2)
+    }
+}

@@ -43,6 +43,15 @@ public struct JointPolicy: ScalingPolicy {
     /// Decisions in a row whose tail was above the SLO: an instance move (which builds sessions and
     /// costs CPU on a small machine) needs two, unless requests queue up or are shed.
     private var consecutiveAboveSLO = 0
+    /// An instance count that an undo left is not tried again before this time (seconds): on a noisy
+    /// machine a single good window would otherwise invite the same move back and forth.
+    private var retryAfter: [Int: Double] = [:]
+    /// Seconds an undone instance count rests.
+    public let retryCooldownSeconds = 60.0
+
+    private func mayTry(_ instances: Int, at time: Double) -> Bool {
+        time >= (retryAfter[instances] ?? 0)
+    }
 
     /// Creates the policy, seeded from the profile in `context`.
     public init(context: PolicyContext) {
@@ -120,6 +129,11 @@ public struct JointPolicy: ScalingPolicy {
         }
         let tailText = ClipperAIMDPolicy.ms(tail)
         let batch = next.batchLimit
+        for (count, until) in retryAfter where observation.time >= until {
+            // Rested long enough: forget what was seen there (the load may have changed since).
+            retryAfter[count] = nil
+            tailByInstances[count] = nil
+        }
         let remembered = tailByInstances[next.instances]
         tailByInstances[next.instances] = remembered.map { ($0 + tail) / 2 } ?? tail
         consecutiveAboveSLO = tail > observation.sloMs ? consecutiveAboveSLO + 1 : 0
@@ -129,6 +143,7 @@ public struct JointPolicy: ScalingPolicy {
             // The last instance move broke the SLO and made the tail worse: undo it. (A tail that
             // grows but stays within the SLO is the price of the added throughput.)
             previousInstances = nil
+            retryAfter[next.instances] = observation.time + retryCooldownSeconds
             next.instances = previous
             next.batchLimit = min(next.batchLimit, batchCap(instances: previous))
             searchLow = 1
@@ -160,7 +175,9 @@ public struct JointPolicy: ScalingPolicy {
                 let more = next.instances + 1
                 let gains =
                     profiledThroughput[more].map { $0 > 1.03 * (profiledThroughput[next.instances] ?? 0) } ?? true
-                if next.instances < maxInstances, gains, (tailByInstances[more] ?? 0) < tail {
+                if next.instances < maxInstances, gains, (tailByInstances[more] ?? 0) < tail,
+                    mayTry(more, at: observation.time)
+                {
                     previousInstances = next.instances
                     next.instances = more
                     decideAfter = observation.time + 3
@@ -178,7 +195,9 @@ public struct JointPolicy: ScalingPolicy {
                     reason: "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))), "
                         + "no instance count adds throughput: hold")
             }
-            if next.instances > 1, (tailByInstances[next.instances - 1] ?? 0) < tail {
+            if next.instances > 1, (tailByInstances[next.instances - 1] ?? 0) < tail,
+                mayTry(next.instances - 1, at: observation.time)
+            {
                 previousInstances = next.instances
                 next.instances -= 1
                 decideAfter = observation.time + 3
@@ -188,7 +207,9 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
             }
-            if next.instances < maxInstances, (tailByInstances[next.instances + 1] ?? 0) < tail {
+            if next.instances < maxInstances, (tailByInstances[next.instances + 1] ?? 0) < tail,
+                mayTry(next.instances + 1, at: observation.time)
+            {
                 // Fewer instances cannot help (or measured no better); the profile, measured in
                 // isolation, may misjudge the split of the cores once the network threads compete for
                 // them: try one more instance (each with fewer intra-op threads). The memory undoes the
@@ -225,6 +246,7 @@ public struct JointPolicy: ScalingPolicy {
             }
             let canAddInstance =
                 next.instances < maxInstances && (tailByInstances[next.instances + 1] ?? 0) <= observation.sloMs
+                && mayTry(next.instances + 1, at: observation.time)
             if !canAddInstance, let wide = wideBatchCaps[next.instances], wide > cap {
                 // Nothing else can add throughput and the tail leaves room: let batches take up to
                 // the whole SLO (the bisection backs off if the tail leaves the band).

@@ -1,0 +1,131 @@
+import DNNScaler
+import Foundation
+import NIOCore
+import Testing
+
+@testable import DNNScalerServer
+
+/// A seeded mutation fuzzer for the request decoder: valid JSON and binary requests are mutated
+/// (bit flips, interesting bytes, truncation, splices, repeated chunks, deep nesting, wrong header
+/// lengths), decoded and checked against the model's metadata, as the server does before queueing.
+/// Every input must either become tensors that agree with the model or be refused with a 4xx and a
+/// message; a crash or a hang fails the run.
+@Suite struct DecoderFuzzTests {
+    static let iterations = 100_000
+
+    static let metadata = ModelMetadata(
+        name: "fuzz", platform: "onnxruntime_onnx",
+        inputs: [
+            TensorSpec(name: "INPUT0", dataType: .int32, shape: [-1, 4]),
+            TensorSpec(name: "INPUT1", dataType: .fp32, shape: [-1, 2]),
+        ],
+        outputs: [TensorSpec(name: "OUTPUT0", dataType: .int32, shape: [-1, 4])])
+
+    /// Valid requests: (body, header length) pairs.
+    static func seeds() -> [([UInt8], Int?)] {
+        let json =
+            #"{"id":"a","inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"INT32","data":[1,2,3,4]},"#
+            + #"{"name":"INPUT1","shape":[1,2],"datatype":"FP32","data":[[0.5,1e3]]}],"#
+            + #""outputs":[{"name":"OUTPUT0"}],"parameters":{"timeout":1000}}"#
+        let header =
+            #"{"inputs":[{"name":"INPUT0","shape":[2,4],"datatype":"INT32","#
+            + #""parameters":{"binary_data_size":32}},{"name":"INPUT1","shape":[2,2],"datatype":"FP32","#
+            + #""parameters":{"binary_data_size":16}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]}"#
+        let binary = Array(header.utf8) + (0..<48).map { UInt8($0) }
+        return [(Array(json.utf8), nil), (binary, header.utf8.count)]
+    }
+
+    static let interesting: [UInt8] = [
+        0, 0xFF, 0x7F, 0x80, UInt8(ascii: "\""), UInt8(ascii: "["), UInt8(ascii: "]"),
+        UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: ","), UInt8(ascii: ":"), UInt8(ascii: "-"),
+        UInt8(ascii: "9"), UInt8(ascii: "e"), UInt8(ascii: "\\"), 0xC3, 0xE2,
+    ]
+
+    static func mutate(_ seed: [UInt8], _ headerLength: Int?, using generator: inout SplitMix64) -> ([UInt8], Int?) {
+        var bytes = seed
+        var length = headerLength
+        let rounds = Int.random(in: 1...4, using: &generator)
+        for _ in 0..<rounds {
+            guard !bytes.isEmpty else { break }
+            let index = Int.random(in: 0..<bytes.count, using: &generator)
+            switch Int.random(in: 0..<9, using: &generator) {
+            case 0: bytes[index] ^= UInt8(1 << Int.random(in: 0..<8, using: &generator))
+            case 1: bytes[index] = interesting.randomElement(using: &generator) ?? 0
+            case 2: bytes.removeSubrange(index...)
+            case 3:
+                let end = min(bytes.count, index + Int.random(in: 1...16, using: &generator))
+                bytes.insert(contentsOf: bytes[index..<end], at: index)
+            case 4: bytes.remove(at: index)
+            case 5:
+                let digits = Array(String(Int.random(in: -3...1 << 40, using: &generator)).utf8)
+                bytes.insert(contentsOf: digits, at: index)
+            case 6:
+                let depth = Int.random(in: 1...200, using: &generator)
+                bytes.insert(contentsOf: [UInt8](repeating: UInt8(ascii: "["), count: depth), at: index)
+            case 7:
+                length =
+                    [
+                        nil, 0, -1, bytes.count, bytes.count + 1,
+                        (length ?? 0) + Int.random(in: -8...8, using: &generator),
+                    ]
+                    .randomElement(using: &generator) ?? nil
+            default:
+                bytes.insert(UInt8.random(in: 0...255, using: &generator), at: index)
+            }
+        }
+        return (bytes, length)
+    }
+
+    @Test func mutatedRequestsAreDecodedOrRefusedWithAClearError() throws {
+        var generator = SplitMix64(seed: 0xF0CC)
+        let seeds = Self.seeds()
+        for (body, length) in seeds {  // the seeds themselves decode
+            _ = try InferCodec.decode(body: ByteBuffer(bytes: body), headerLength: length, metadata: Self.metadata)
+        }
+        var accepted = 0
+        var refusals: [String: Int] = [:]
+        let started = ContinuousClock.now
+        for iteration in 0..<Self.iterations {
+            let (seed, seedLength) = seeds[iteration % seeds.count]
+            let (body, length) = Self.mutate(seed, seedLength, using: &generator)
+            let decoded: DecodedInferRequest
+            do throws(ServerError) {
+                decoded = try InferCodec.decode(
+                    body: ByteBuffer(bytes: body), headerLength: length, metadata: Self.metadata)
+            } catch {
+                #expect(error.status.code >= 400 && error.status.code < 500, "\(error.status) for a client's bytes")
+                #expect(!error.message.isEmpty)
+                let kind = String(error.message.prefix(while: { $0 != ":" && $0 != "'" }).prefix(40))
+                refusals[kind, default: 0] += 1
+                continue
+            }
+            // The runtime's check against the model's metadata comes next in the server (a 400 too).
+            do throws(BackendError) {
+                try Self.metadata.validate(inputs: decoded.request.inputs, outputNames: decoded.request.outputNames)
+            } catch {
+                #expect(!error.description.isEmpty)
+                refusals["metadata: " + String(error.description.prefix(while: { $0 != "'" })), default: 0] += 1
+                continue
+            }
+            accepted += 1
+            for (name, tensor) in decoded.request.inputs {
+                let spec = try #require(
+                    Self.metadata.inputs.first { $0.name == name },
+                    "decoded an input named \(name.debugDescription) from \(String(decoding: body, as: UTF8.self).debugDescription)"
+                )
+                #expect(tensor.dataType == spec.dataType)
+                #expect(spec.accepts(shape: tensor.shape))
+                #expect(tensor.byteCount == tensor.shape.reduce(1, *) * tensor.dataType.byteSize)
+            }
+        }
+        let seconds = Double((ContinuousClock.now - started).components.seconds)
+        print(
+            "decoder fuzz: \(Self.iterations) inputs in \(Int(seconds)) s, \(accepted) decoded, "
+                + "\(Self.iterations - accepted) refused with a 4xx; top refusals: "
+                + refusals.sorted { $0.value > $1.value }.prefix(6).map { "\($0.key) (\($0.value))" }.joined(
+                    separator: "; "))
+        #expect(accepted > 0)
+        #expect(accepted < Self.iterations)
+        #expect(seconds < 120, "the decoder took \(seconds) s for \(Self.iterations) inputs")
+    }
+}
