@@ -20,11 +20,11 @@ from serving_overhead import DEFAULT_BIN, Server, log, model_repository  # noqa:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--model", default="squeezenet")
     parser.add_argument("--policy", default="joint")
-    parser.add_argument("--slo-ms", type=float, default=400.0)
-    parser.add_argument("--new-slo-ms", type=float, default=120.0)
-    parser.add_argument("--rate", type=float, default=12.0)
+    parser.add_argument("--slo-ms", type=float, default=40.0)
+    parser.add_argument("--new-slo-ms", type=float, default=25.0)
+    parser.add_argument("--rate", type=float, default=150.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--change-at", type=float, default=25.0)
     parser.add_argument("--plot", default="docs/plots/settle-measured.svg")

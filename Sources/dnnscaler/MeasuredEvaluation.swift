@@ -128,6 +128,14 @@ struct MeasuredEvaluation {
             }
         }
         if let plotLink { lines += ["![measured capacity](\(plotLink))", ""] }
+        lines += [
+            "How to read these: each figure is one sweep; on a 2-core VM that also runs the load generator, the same",
+            "static configuration measures very differently from run to run near an SLO that sits at the noise floor",
+            "of per-request latency (squeezenet at 20 ms), so compare within a model and mind the rounds column.",
+            "[bench/README.md](../bench/README.md) has every run, the serving overhead, and the cross-check of the",
+            "simulator against this server (`bench/sim_vs_real.py`: where simulated and measured latency part, and why).",
+            "",
+        ]
         return lines
     }
 
