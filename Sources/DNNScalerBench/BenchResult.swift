@@ -172,9 +172,10 @@ public struct BenchResult: Sendable, Codable, Equatable {
             attainment = Double(okLatencies.filter { $0 <= slo }.count) / Double(records.count)
         }
         if !records.isEmpty {
-            let rank = Int((settings.percentile / 100 * Double(records.count)).rounded(.up))
-            let index = min(max(rank, 1), records.count) - 1
-            if index < okLatencies.count { tailOverAll = okLatencies[index] }
+            // Failed requests count as infinitely late.
+            let failures = [Double](repeating: .infinity, count: records.count - okLatencies.count)
+            let tail = LatencySummary.percentile(settings.percentile, ofSorted: okLatencies + failures)
+            if tail.isFinite { tailOverAll = tail }
             if let slo = settings.sloMs { met = tailOverAll.map { $0 <= slo } ?? false }
         }
         return BenchSummary(
@@ -224,10 +225,15 @@ public struct BenchResult: Sendable, Codable, Equatable {
 
     /// The result as pretty JSON (snake_case keys).
     public func jsonData() throws -> Data {
+        try Self.jsonEncoder().encode(self)
+    }
+
+    /// The encoder of the JSON files `dnnscaler bench` writes: snake_case keys, pretty, sorted.
+    static func jsonEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(self)
+        return encoder
     }
 
     /// The per-second series as CSV.

@@ -25,6 +25,13 @@ public struct SweepResult: Sendable, Codable, Equatable {
     public var best: BenchResult?
 }
 
+extension SweepResult {
+    /// The sweep as pretty JSON (snake_case keys, as ``BenchResult/jsonData()``).
+    public func jsonData() throws -> Data {
+        try BenchResult.jsonEncoder().encode(self)
+    }
+}
+
 /// Finds the highest open-loop rate a server sustains at an SLO: doubles (or halves) the rate from a start
 /// until the verdict flips, then bisects between the last sustained and the first failed rate.
 public struct RateSweep: Sendable {

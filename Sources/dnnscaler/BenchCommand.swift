@@ -148,10 +148,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     private func write(_ result: BenchResult?, sweep: SweepResult?) throws {
         if let json {
-            let encoder = JSONEncoder()
-            encoder.keyEncodingStrategy = .convertToSnakeCase
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let data = try sweep.map { try encoder.encode($0) } ?? (result?.jsonData() ?? Data())
+            let data = try sweep?.jsonData() ?? result?.jsonData() ?? Data()
             try data.write(to: URL(fileURLWithPath: json))
         }
         if let csv, let result {

@@ -87,14 +87,8 @@ struct EvaluateCommand: ParsableCommand {
             }
             tables[statistic] = rows
         }
-        var plotFiles = try writePlots(tables: tables, jobs: jobs)
         let measuredRuns = try MeasuredEvaluation(paths: measured)
-        if !measuredRuns.models.isEmpty {
-            let name = "measured-capacity.svg"
-            try measuredRuns.chart().svg().write(
-                toFile: (plots as NSString).appendingPathComponent(name), atomically: true, encoding: .utf8)
-            plotFiles["measured"] = name
-        }
+        let plotFiles = try writePlots(tables: tables, jobs: jobs, measured: measuredRuns)
         let report = markdown(
             tables: tables, plotFiles: plotFiles, measuredRuns: measuredRuns,
             wallSeconds: Date().timeIntervalSince(started))
@@ -134,7 +128,8 @@ struct EvaluateCommand: ParsableCommand {
 
     static func label(_ job: Job) -> String { "\(job.name) \(number(job.source.sloMs)) ms" }
 
-    func writePlots(tables: [SLOStatistic: [Row]], jobs: [Job]) throws -> [String: String] {
+    func writePlots(tables: [SLOStatistic: [Row]], jobs: [Job], measured: MeasuredEvaluation) throws -> [String: String]
+    {
         var files: [String: String] = [:]
         func write(_ key: String, _ name: String, _ svg: String) throws {
             let path = (plots as NSString).appendingPathComponent(name)
@@ -181,6 +176,9 @@ struct EvaluateCommand: ParsableCommand {
                     sloMs: example.job.source.sloMs, percentile: 99)
                 try write("example-\(policy.rawValue)", "example-\(policy.rawValue).svg", chart.svg())
             }
+        }
+        if !measured.models.isEmpty {
+            try write("measured", "measured-capacity.svg", measured.chart().svg())
         }
         return files
     }

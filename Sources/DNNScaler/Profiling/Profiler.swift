@@ -209,8 +209,7 @@ public struct Profiler: Sendable {
     }
 
     static func milliseconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        duration.inMilliseconds
     }
 }
 
