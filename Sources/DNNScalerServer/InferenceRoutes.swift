@@ -80,7 +80,14 @@ public struct InferenceRoutes: Sendable {
                 }
                 readyOnly = JSONValues.boolean(object["ready"]) ?? false
             }
-            return Response.json(manager.index(readyOnly: readyOnly))
+            return Response.json(
+                manager.index(readyOnly: readyOnly).map { entry -> [String: Any] in
+                    var row: [String: Any] = [
+                        "name": entry.name, "state": entry.state.rawValue, "reason": entry.reason,
+                    ]
+                    if let version = entry.version { row["version"] = version }
+                    return row
+                })
         }
         router.post("/v2/repository/models/:name/load") { request, context -> Response in
             let name = try context.parameters.require("name")
@@ -140,24 +147,12 @@ public struct InferenceRoutes: Sendable {
             metrics.recordFailure(model: name, version: version, reason: "invalid")
             throw error
         }
-        let start = ContinuousClock.now
         let response: InferenceResponse
         do {
-            response = try await model.runtime.infer(decoded.request)
+            response = try await model.serve(decoded.request, metrics: metrics)
         } catch {
-            let reason: String
-            switch error {
-            case .backend(.runtimeFailed): reason = "backend"
-            case .backend: reason = "invalid"
-            case .unavailable: reason = "unavailable"
-            default: reason = "shed"
-            }
-            metrics.recordFailure(model: name, version: version, reason: reason)
             throw ServerError(error)
         }
-        metrics.recordSuccess(
-            model: name, version: version, latency: start.duration(to: .now),
-            queue: .nanoseconds(Int64(response.queueNanoseconds)))
         let (responseBody, jsonLength) = InferCodec.encode(
             response, modelName: name, version: version, decoded: decoded)
         var headers: HTTPFields = [:]

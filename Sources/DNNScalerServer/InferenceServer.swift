@@ -10,6 +10,8 @@ public struct ServerSettings: Sendable {
     public var host: String
     /// KServe v2 / Triton HTTP port.
     public var httpPort: Int
+    /// KServe v2 / Triton gRPC port.
+    public var grpcPort: Int
     /// Prometheus metrics port.
     public var metricsPort: Int
     /// The model repository.
@@ -23,11 +25,13 @@ public struct ServerSettings: Sendable {
 
     /// Creates settings.
     public init(
-        host: String = "0.0.0.0", httpPort: Int = 8000, metricsPort: Int = 8002, repository: ModelRepository,
+        host: String = "0.0.0.0", httpPort: Int = 8000, grpcPort: Int = 8001, metricsPort: Int = 8002,
+        repository: ModelRepository,
         models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20
     ) {
         self.host = host
         self.httpPort = httpPort
+        self.grpcPort = grpcPort
         self.metricsPort = metricsPort
         self.repository = repository
         self.models = models
@@ -36,7 +40,7 @@ public struct ServerSettings: Sendable {
     }
 }
 
-/// The whole server: models, the HTTP front end, the metrics endpoint, graceful shutdown.
+/// The whole server: models, the HTTP and gRPC front ends, the metrics endpoint, graceful shutdown.
 public struct InferenceServer: Sendable {
     /// Settings.
     public let settings: ServerSettings
@@ -66,6 +70,13 @@ public struct InferenceServer: Sendable {
             logger: logger)
     }
 
+    /// The gRPC front end (`inference.GRPCInferenceService`).
+    public func grpcFrontEnd() -> GRPCFrontEnd {
+        GRPCFrontEnd(
+            service: GRPCInferenceService(manager: manager, metrics: metrics, maxRequestBytes: settings.maxBodyBytes),
+            host: settings.host, port: settings.grpcPort, logger: logger)
+    }
+
     /// The metrics application (`GET /metrics`, Prometheus text).
     public func metricsApplication() -> some ApplicationProtocol {
         let router = Router()
@@ -92,6 +103,7 @@ public struct InferenceServer: Sendable {
                     .init(service: ModelService(manager: manager, names: settings.models, logger: logger)),
                     .init(service: metricsApplication()),
                     .init(service: httpApplication()),
+                    .init(service: grpcFrontEnd()),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))

@@ -13,6 +13,18 @@ public enum ModelState: String, Sendable {
     case unavailable = "UNAVAILABLE"
 }
 
+/// One row of the repository index.
+public struct RepositoryIndexEntry: Sendable, Equatable {
+    /// The model's name (its folder).
+    public var name: String
+    /// The loaded version, or the newest on disk; `nil` if the folder has no version.
+    public var version: String?
+    /// Loading, ready or unavailable.
+    public var state: ModelState
+    /// Why it is unavailable (empty when ready).
+    public var reason: String
+}
+
 /// Loads, serves and unloads the models of a repository.
 public final class ModelManager: Sendable {
     /// The repository.
@@ -76,17 +88,16 @@ public final class ModelManager: Sendable {
     }
 
     /// The repository index: every model folder and every model known, with its state.
-    public func index(readyOnly: Bool) -> [[String: Any]] {
+    public func index(readyOnly: Bool) -> [RepositoryIndexEntry] {
         let known = entries.withLock { $0 }
         let names = Set(repository.modelNames()).union(known.keys).sorted()
         return names.compactMap { name in
             let entry = known[name]
             let state = entry?.state ?? .unavailable
             if readyOnly && state != .ready { return nil }
-            var row: [String: Any] = ["name": name, "state": state.rawValue]
-            if let version = entry?.version ?? repository.versions(of: name).last { row["version"] = String(version) }
-            row["reason"] = entry?.reason ?? (entry == nil ? "not loaded" : "")
-            return row
+            return RepositoryIndexEntry(
+                name: name, version: (entry?.version ?? repository.versions(of: name).last).map(String.init),
+                state: state, reason: entry?.reason ?? (entry == nil ? "not loaded" : ""))
         }
     }
 

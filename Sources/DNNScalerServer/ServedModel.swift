@@ -89,3 +89,30 @@ public final class ServedModel: Sendable {
         runtime.drainAndStop()
     }
 }
+
+extension ServedModel {
+    /// Serves one decoded request and records its outcome in the metrics: the one path both
+    /// front ends (HTTP and gRPC) take from a decoded request to its outputs.
+    func serve(_ request: InferenceRequest, metrics: ServerMetrics) async throws(SchedulingError) -> InferenceResponse {
+        let version = String(self.version)
+        let start = ContinuousClock.now
+        let response: InferenceResponse
+        do {
+            response = try await runtime.infer(request)
+        } catch {
+            let reason: String
+            switch error {
+            case .backend(.runtimeFailed): reason = "backend"
+            case .backend: reason = "invalid"
+            case .unavailable: reason = "unavailable"
+            default: reason = "shed"
+            }
+            metrics.recordFailure(model: name, version: version, reason: reason)
+            throw error
+        }
+        metrics.recordSuccess(
+            model: name, version: version, latency: start.duration(to: .now),
+            queue: .nanoseconds(Int64(response.queueNanoseconds)))
+        return response
+    }
+}

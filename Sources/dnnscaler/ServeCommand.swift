@@ -7,7 +7,7 @@ import Logging
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Serve the model repository over KServe v2 / Triton HTTP, tuning each model to its SLO.",
+        abstract: "Serve the model repository over KServe v2 / Triton HTTP and gRPC, tuning each model to its SLO.",
         discussion: """
             Loads every model of the repository (or --models), profiles each briefly, and serves it with the
             chosen policy. Per-model settings come from <repository>/<model>/config.json (docs/model-config.md);
@@ -26,6 +26,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(help: "HTTP port (KServe v2 / Triton).")
     var httpPort = 8000
+
+    @Option(help: "gRPC port (inference.GRPCInferenceService).")
+    var grpcPort = 8001
 
     @Option(help: "Prometheus metrics port.")
     var metricsPort = 8002
@@ -54,7 +57,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The largest batch a model may run.")
     var maxBatchSize = 64
 
-    @Option(help: "The largest request body, in bytes.")
+    @Option(help: "The largest request body (HTTP) or message (gRPC), in bytes.")
     var maxBodyBytes = 64 << 20
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -95,13 +98,14 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("the model repository '\(modelRepository)' has no models; run scripts/setup")
         }
         let settings = ServerSettings(
-            host: host, httpPort: httpPort, metricsPort: metricsPort, repository: repository,
+            host: host, httpPort: httpPort, grpcPort: grpcPort, metricsPort: metricsPort, repository: repository,
             models: models.map { $0.split(separator: ",").map(String.init) }, defaults: defaults,
             maxBodyBytes: maxBodyBytes)
         logger.info(
             "starting DNNScaler",
             metadata: [
-                "http": "\(host):\(httpPort)", "metrics": "\(host):\(metricsPort)", "ort": "\(runtime.version)",
+                "http": "\(host):\(httpPort)", "grpc": "\(host):\(grpcPort)", "metrics": "\(host):\(metricsPort)",
+                "ort": "\(runtime.version)",
                 "repository": "\(modelRepository)",
             ])
         try await InferenceServer(settings: settings, runtime: runtime, logger: logger).run()

@@ -1,6 +1,8 @@
 import DNNScaler
 import Foundation
+import InferenceProtocol
 import NIOCore
+import SwiftProtobuf
 import Testing
 
 @testable import DNNScalerServer
@@ -127,5 +129,101 @@ import Testing
         #expect(accepted > 0)
         #expect(accepted < Self.iterations)
         #expect(seconds < 120, "the decoder took \(seconds) s for \(Self.iterations) inputs")
+    }
+
+    /// Valid gRPC requests, serialized: inputs in raw_input_contents, and in typed contents.
+    static func grpcSeeds() throws -> [[UInt8]] {
+        var raw = Inference_ModelInferRequest()
+        raw.modelName = "fuzz"
+        raw.id = "r"
+        raw.inputs = [
+            .with {
+                $0.name = "INPUT0"
+                $0.datatype = "INT32"
+                $0.shape = [2, 4]
+            },
+            .with {
+                $0.name = "INPUT1"
+                $0.datatype = "FP32"
+                $0.shape = [2, 2]
+            },
+        ]
+        raw.rawInputContents = [Data((0..<32).map { UInt8($0) }), Data((0..<16).map { UInt8($0) })]
+        raw.outputs = [.with { $0.name = "OUTPUT0" }]
+        raw.parameters["timeout"] = .with { $0.int64Param = 5000 }
+        var typed = Inference_ModelInferRequest()
+        typed.modelName = "fuzz"
+        typed.inputs = [
+            .with {
+                $0.name = "INPUT0"
+                $0.datatype = "INT32"
+                $0.shape = [1, 4]
+                $0.contents.intContents = [1, -2, 3, 4]
+            },
+            .with {
+                $0.name = "INPUT1"
+                $0.datatype = "FP32"
+                $0.shape = [1, 2]
+                $0.contents.fp32Contents = [0.5, 1e3]
+            },
+        ]
+        return [try raw.serializedBytes(), try typed.serializedBytes()]
+    }
+
+    /// The gRPC path: mutated protobuf bytes are parsed (a parse failure is INVALID_ARGUMENT from
+    /// the transport), decoded into tensors and checked against the metadata, as the server does.
+    @Test func mutatedGRPCRequestsAreDecodedOrRefusedWithAClearError() throws {
+        var generator = SplitMix64(seed: 0x6A7C)
+        let seeds = try Self.grpcSeeds()
+        for seed in seeds {
+            let message = try Inference_ModelInferRequest(serializedBytes: seed)
+            let request = try GRPCTensorCodec.decode(message, metadataTimeoutMs: nil)
+            try Self.metadata.validate(inputs: request.inputs, outputNames: request.outputNames)
+        }
+        var accepted = 0
+        var unparsable = 0
+        var refusals: [String: Int] = [:]
+        let started = ContinuousClock.now
+        for iteration in 0..<Self.iterations {
+            let (bytes, _) = Self.mutate(seeds[iteration % seeds.count], nil, using: &generator)
+            guard let message = try? Inference_ModelInferRequest(serializedBytes: bytes) else {
+                unparsable += 1
+                continue
+            }
+            let request: InferenceRequest
+            do throws(ServerError) {
+                request = try GRPCTensorCodec.decode(message, metadataTimeoutMs: nil)
+            } catch {
+                #expect(error.status.code >= 400 && error.status.code < 500, "\(error.status) for a client's bytes")
+                #expect(GRPCInferenceService.rpcError(error).code == .invalidArgument)
+                #expect(!error.message.isEmpty)
+                refusals[String(error.message.prefix(while: { $0 != ":" && $0 != "'" }).prefix(40)), default: 0] += 1
+                continue
+            }
+            do throws(BackendError) {
+                try Self.metadata.validate(inputs: request.inputs, outputNames: request.outputNames)
+            } catch {
+                #expect(GRPCInferenceService.rpcError(ServerError(error)).code == .invalidArgument)
+                refusals["metadata: " + String(error.description.prefix(while: { $0 != "'" })), default: 0] += 1
+                continue
+            }
+            accepted += 1
+            for (name, tensor) in request.inputs {
+                let spec = try #require(Self.metadata.inputs.first { $0.name == name })
+                #expect(tensor.dataType == spec.dataType)
+                #expect(spec.accepts(shape: tensor.shape))
+                #expect(tensor.byteCount == tensor.shape.reduce(1, *) * tensor.dataType.byteSize)
+            }
+        }
+        let seconds = Double((ContinuousClock.now - started).components.seconds)
+        print(
+            "gRPC decoder fuzz: \(Self.iterations) inputs in \(Int(seconds)) s, \(accepted) decoded, "
+                + "\(unparsable) not protobuf, \(Self.iterations - accepted - unparsable) refused with INVALID_ARGUMENT; "
+                + "top refusals: "
+                + refusals.sorted { $0.value > $1.value }.prefix(6).map { "\($0.key) (\($0.value))" }.joined(
+                    separator: "; "))
+        #expect(accepted > 0)
+        #expect(accepted + unparsable < Self.iterations)
+        #expect(seconds < 120, "the gRPC decoder took \(seconds) s for \(Self.iterations) inputs")
     }
 }

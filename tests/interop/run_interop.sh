@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Interoperability with NVIDIA's own clients: perf_analyzer and tritonclient.http (2.51.0).
+# Interoperability with NVIDIA's own clients: perf_analyzer (HTTP and gRPC) and tritonclient's
+# HTTP and gRPC clients (2.51.0).
 #
 #   tests/interop/run_interop.sh                                   # .build/debug/dnnscaler
 #   DNNSCALER_BIN=.build/release/dnnscaler tests/interop/run_interop.sh
 #
 # Starts the server on free ports with simple,tiny_cnn,linear_hand, waits until it is ready,
-# then runs perf_analyzer (binary tensors, JSON tensors, batch 4) and
-# tests/interop/tritonclient_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
+# then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4) and gRPC (unary,
+# batch 4, streaming), tests/interop/tritonclient_roundtrip.py and
+# tests/interop/tritonclient_grpc_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
 # checks a clean exit (0 within 30 s). Needs scripts/setup (models) and scripts/setup_clients
 # (.venv-client with tritonclient and perf_analyzer). Prints `N passed, M failed` last and
 # exits non-zero if anything failed. Takes about a minute.
@@ -70,10 +72,10 @@ for m in ${MODELS//,/ }; do
 done
 
 # --- free ports (bound to 0 by the kernel, released just before the server binds them) -----
-read -r HTTP_PORT METRICS_PORT < <("$CLIENT_VENV/bin/python" - <<'PY'
+read -r HTTP_PORT GRPC_PORT METRICS_PORT < <("$CLIENT_VENV/bin/python" - <<'PY'
 import socket
 socks = []
-for _ in range(2):
+for _ in range(3):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -82,11 +84,12 @@ PY
 )
 [ -n "${METRICS_PORT:-}" ] || abort "could not pick free ports"
 URL="127.0.0.1:$HTTP_PORT"
+GRPC_URL="127.0.0.1:$GRPC_PORT"
 
 # --- start the server -----------------------------------------------------------------------
-say "starting $BIN on http $HTTP_PORT, metrics $METRICS_PORT (models $MODELS)"
+say "starting $BIN on http $HTTP_PORT, grpc $GRPC_PORT, metrics $METRICS_PORT (models $MODELS)"
 "$BIN" serve --model-repository "$REPO" --models "$MODELS" --host 127.0.0.1 \
-  --http-port "$HTTP_PORT" --metrics-port "$METRICS_PORT" --slo-ms 50 >"$LOG" 2>&1 &
+  --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --slo-ms 50 >"$LOG" 2>&1 &
 SERVER_PID=$!
 
 start=$SECONDS
@@ -118,13 +121,13 @@ run_pa() {
   local out="$WORK/pa-$name.txt" csv="$WORK/pa-$name.csv"
   say "perf_analyzer $name: $*"
   rm -f "$csv"
-  "$PA" -m simple -u "$URL" -p 1000 --max-trials 5 -s 100 -f "$csv" "$@" >"$out" 2>&1
+  "$PA" -m simple -p 1000 --max-trials 5 -s 100 -f "$csv" "$@" >"$out" 2>&1
   local rc=$?
   if grep -q 'Failed to obtain stable measurement' "$out" && ! grep -q 'had error' "$out"; then
     # A busy machine, not the protocol: once more with the stability check all but off.
     say "perf_analyzer $name: no stable measurement; retrying with -s 1000"
     rm -f "$csv"
-    "$PA" -m simple -u "$URL" -p 1000 --max-trials 5 -s 1000 -f "$csv" "$@" >"$out" 2>&1
+    "$PA" -m simple -p 1000 --max-trials 5 -s 1000 -f "$csv" "$@" >"$out" 2>&1
     rc=$?
   fi
   local rows=0
@@ -136,9 +139,12 @@ run_pa() {
     pass "perf_analyzer $name ($(grep -E '^Concurrency: ' "$out" | sed -E 's/.*throughput: ([0-9.]+) infer\/sec.*/\1/' | tr '\n' ' ')infer/s)"
   fi
 }
-run_pa binary 4 --concurrency-range 1:4
-run_pa json 4 --concurrency-range 1:4 --input-tensor-format json --output-tensor-format json
-run_pa batch4 2 --concurrency-range 1:2 -b 4
+run_pa binary 4 -u "$URL" --concurrency-range 1:4
+run_pa json 4 -u "$URL" --concurrency-range 1:4 --input-tensor-format json --output-tensor-format json
+run_pa batch4 2 -u "$URL" --concurrency-range 1:2 -b 4
+run_pa grpc 4 -i grpc -u "$GRPC_URL" --concurrency-range 1:4
+run_pa grpc-batch4 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 -b 4
+run_pa grpc-streaming 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 --streaming --async
 
 # --- tritonclient ---------------------------------------------------------------------------
 say "tritonclient round trips"
@@ -147,6 +153,14 @@ if "$CLIENT_VENV/bin/python" "$ROOT/tests/interop/tritonclient_roundtrip.py" --u
 else
   fail "tritonclient round trips"
   grep -v '^ok ' "$WORK/roundtrip.txt"
+fi
+
+say "tritonclient gRPC round trips"
+if "$CLIENT_VENV/bin/python" "$ROOT/tests/interop/tritonclient_grpc_roundtrip.py" --url "$GRPC_URL" >"$WORK/grpc-roundtrip.txt" 2>&1; then
+  pass "tritonclient gRPC round trips ($(tail -n 1 "$WORK/grpc-roundtrip.txt"))"
+else
+  fail "tritonclient gRPC round trips"
+  grep -v '^ok ' "$WORK/grpc-roundtrip.txt"
 fi
 
 # --- metrics --------------------------------------------------------------------------------

@@ -1,0 +1,354 @@
+import DNNScaler
+import Foundation
+import GRPCCore
+import InferenceProtocol
+
+/// `inference.GRPCInferenceService`: the KServe v2 gRPC RPCs plus Triton's ModelConfig,
+/// ModelStatistics and repository RPCs, over the same models, scheduler and metrics as the HTTP
+/// front end. Errors map to gRPC status codes in ``rpcError(_:)-swift.type.method``.
+public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleServiceProtocol {
+    let manager: ModelManager
+    let metrics: ServerMetrics
+    /// The most tensor bytes one inference request may carry (the HTTP body limit, `--max-body-bytes`).
+    public let maxRequestBytes: Int
+
+    /// Creates the service.
+    public init(manager: ModelManager, metrics: ServerMetrics, maxRequestBytes: Int = 64 << 20) {
+        self.manager = manager
+        self.metrics = metrics
+        self.maxRequestBytes = maxRequestBytes
+    }
+
+    // MARK: Health and metadata
+
+    /// The server is live while it runs.
+    public func serverLive(
+        request: Inference_ServerLiveRequest, context: ServerContext
+    ) async throws -> Inference_ServerLiveResponse {
+        .with { $0.live = true }
+    }
+
+    /// Ready once no model is loading.
+    public func serverReady(
+        request: Inference_ServerReadyRequest, context: ServerContext
+    ) async throws -> Inference_ServerReadyResponse {
+        .with { $0.ready = manager.allReady }
+    }
+
+    /// Whether a model (and version) serves; NOT_FOUND for a model the server does not know.
+    public func modelReady(
+        request: Inference_ModelReadyRequest, context: ServerContext
+    ) async throws -> Inference_ModelReadyResponse {
+        do {
+            _ = try manager.model(named: request.name, version: Self.version(request.version))
+            return .with { $0.ready = true }
+        } catch {
+            if error.status == .notFound { throw Self.rpcError(error) }
+            return .with { $0.ready = false }
+        }
+    }
+
+    /// Name, version and the protocol extensions, as `GET /v2` reports them.
+    public func serverMetadata(
+        request: Inference_ServerMetadataRequest, context: ServerContext
+    ) async throws -> Inference_ServerMetadataResponse {
+        .with {
+            $0.name = "dnnscaler"
+            $0.version = InferenceRoutes.serverVersion
+            $0.extensions = InferenceRoutes.extensions
+        }
+    }
+
+    /// A model's inputs and outputs.
+    public func modelMetadata(
+        request: Inference_ModelMetadataRequest, context: ServerContext
+    ) async throws -> Inference_ModelMetadataResponse {
+        let model = try lookup(request.name, request.version)
+        let metadata = model.runtime.metadata
+        func tensors(_ specs: [TensorSpec]) -> [Inference_ModelMetadataResponse.TensorMetadata] {
+            specs.map { spec in
+                .with {
+                    $0.name = spec.name
+                    $0.datatype = spec.dataType.rawValue
+                    $0.shape = spec.shape.map(Int64.init)
+                }
+            }
+        }
+        return .with {
+            $0.name = model.name
+            $0.versions = [String(model.version)]
+            $0.platform = metadata.platform
+            $0.inputs = tensors(metadata.inputs)
+            $0.outputs = tensors(metadata.outputs)
+        }
+    }
+
+    // MARK: Inference
+
+    /// One inference. Reads the deadline from the `timeout` parameter or the `grpc-timeout` header.
+    public func modelInfer(
+        request: ServerRequest<Inference_ModelInferRequest>, context: ServerContext
+    ) async throws -> ServerResponse<Inference_ModelInferResponse> {
+        let timeoutMs = request.metadata[stringValues: "grpc-timeout"].first(where: { _ in true })
+            .flatMap(GRPCTensorCodec.timeoutMilliseconds(header:))
+        do {
+            return ServerResponse(message: try await infer(request.message, metadataTimeoutMs: timeoutMs))
+        } catch {
+            return ServerResponse(error: error)
+        }
+    }
+
+    /// Unary form, for the simple protocol; ``modelInfer(request:context:)-(ServerRequest<_>,_)`` is what runs.
+    public func modelInfer(
+        request: Inference_ModelInferRequest, context: ServerContext
+    ) async throws -> Inference_ModelInferResponse {
+        try await infer(request, metadataTimeoutMs: nil)
+    }
+
+    /// Triton's streaming inference: each request answered in order on the stream; a failed request
+    /// answers with its `error_message` and the stream goes on.
+    public func modelStreamInfer(
+        request: RPCAsyncSequence<Inference_ModelInferRequest, any Error>,
+        response: RPCWriter<Inference_ModelStreamInferResponse>, context: ServerContext
+    ) async throws {
+        for try await message in request {
+            var answer = Inference_ModelStreamInferResponse()
+            do {
+                answer.inferResponse = try await infer(message, metadataTimeoutMs: nil)
+            } catch {
+                answer.errorMessage = error.message
+                answer.inferResponse.id = message.id
+                answer.inferResponse.modelName = message.modelName
+            }
+            try await response.write(answer)
+        }
+    }
+
+    private func infer(
+        _ message: Inference_ModelInferRequest, metadataTimeoutMs: Double?
+    ) async throws(RPCError) -> Inference_ModelInferResponse {
+        let model = try lookup(message.modelName, message.modelVersion)
+        let version = String(model.version)
+        let decoded: InferenceRequest
+        do throws(ServerError) {
+            let size = GRPCTensorCodec.payloadBytes(message)
+            guard size <= maxRequestBytes else {
+                throw .init(
+                    status: .contentTooLarge,
+                    message: "the request carries \(size) bytes of tensor data, over the \(maxRequestBytes)-byte limit")
+            }
+            decoded = try GRPCTensorCodec.decode(message, metadataTimeoutMs: metadataTimeoutMs)
+        } catch {
+            metrics.recordFailure(model: model.name, version: version, reason: "invalid")
+            throw Self.rpcError(error)
+        }
+        let response: InferenceResponse
+        do {
+            response = try await model.serve(decoded, metrics: metrics)
+        } catch {
+            throw Self.rpcError(error)
+        }
+        return GRPCTensorCodec.encode(response, modelName: model.name, version: version)
+    }
+
+    // MARK: Configuration and statistics
+
+    /// Triton's ModelConfig, the same content as `GET /v2/models/{name}/config`.
+    public func modelConfig(
+        request: Inference_ModelConfigRequest, context: ServerContext
+    ) async throws -> Inference_ModelConfigResponse {
+        let model = try lookup(request.name, request.version)
+        let metadata = model.runtime.metadata
+        let batching = metadata.supportsBatching
+        let configuration = model.runtime.currentConfiguration
+        let options = model.options
+        return .with { response in
+            response.config.name = model.name
+            response.config.platform = metadata.platform
+            response.config.backend = "onnxruntime"
+            response.config.maxBatchSize = Int32(batching ? options.maxBatchSize : 0)
+            response.config.input = metadata.inputs.map { spec in
+                .with {
+                    $0.name = spec.name
+                    $0.dataType = Self.configDataType(spec.dataType)
+                    $0.dims = (batching ? Array(spec.shape.dropFirst()) : spec.shape).map(Int64.init)
+                }
+            }
+            response.config.output = metadata.outputs.map { spec in
+                .with {
+                    $0.name = spec.name
+                    $0.dataType = Self.configDataType(spec.dataType)
+                    $0.dims = (batching ? Array(spec.shape.dropFirst()) : spec.shape).map(Int64.init)
+                }
+            }
+            response.config.instanceGroup = [
+                .with {
+                    $0.name = model.name
+                    $0.kind = .cpu
+                    $0.count = Int32(configuration.instances)
+                }
+            ]
+            response.config.dynamicBatching = .with {
+                $0.maxQueueDelayMicroseconds = UInt64(max(0, configuration.maxQueueDelayMs * 1000))
+                $0.defaultQueuePolicy.maxQueueSize = UInt32(clamping: options.maxQueueSize)
+            }
+            response.config.parameters = [
+                "dnnscaler.slo_ms": .with { $0.stringValue = String(options.sloMs) },
+                "dnnscaler.percentile": .with { $0.stringValue = String(options.percentile) },
+                "dnnscaler.policy": .with { $0.stringValue = options.policy.rawValue },
+                "dnnscaler.batch_limit": .with { $0.stringValue = String(configuration.batchLimit) },
+            ]
+        }
+    }
+
+    /// Triton's statistics for one model, or for every ready model when the name is empty.
+    public func modelStatistics(
+        request: Inference_ModelStatisticsRequest, context: ServerContext
+    ) async throws -> Inference_ModelStatisticsResponse {
+        let models = request.name.isEmpty ? manager.readyModels : [try lookup(request.name, request.version)]
+        return .with { $0.modelStats = models.map(Self.statistics) }
+    }
+
+    static func statistics(_ model: ServedModel) -> Inference_ModelStatistics {
+        let statistics = model.runtime.snapshot().statistics
+        func duration(_ value: DurationStatistic) -> Inference_StatisticDuration {
+            .with {
+                $0.count = value.count
+                $0.ns = value.ns
+            }
+        }
+        return .with {
+            $0.name = model.name
+            $0.version = String(model.version)
+            $0.lastInference = statistics.lastInferenceMs
+            $0.inferenceCount = statistics.inferenceCount
+            $0.executionCount = statistics.executionCount
+            $0.inferenceStats = .with {
+                $0.success = duration(statistics.success)
+                $0.fail = duration(statistics.failure)
+                $0.queue = duration(statistics.queue)
+                $0.computeInput = duration(statistics.computeInput)
+                $0.computeInfer = duration(statistics.computeInfer)
+                $0.computeOutput = duration(statistics.computeOutput)
+                $0.cacheHit = duration(DurationStatistic())
+                $0.cacheMiss = duration(DurationStatistic())
+            }
+            $0.batchStats = statistics.batches.keys.sorted().map { size in
+                let batch = statistics.batches[size] ?? DurationStatistic()
+                return .with {
+                    $0.batchSize = UInt64(size)
+                    $0.computeInput = .with { $0.count = batch.count }
+                    $0.computeInfer = duration(batch)
+                    $0.computeOutput = .with { $0.count = batch.count }
+                }
+            }
+        }
+    }
+
+    // MARK: Repository
+
+    /// Every model folder and loaded model with its state and reason.
+    public func repositoryIndex(
+        request: Inference_RepositoryIndexRequest, context: ServerContext
+    ) async throws -> Inference_RepositoryIndexResponse {
+        .with {
+            $0.models = manager.index(readyOnly: request.ready).map { entry in
+                .with {
+                    $0.name = entry.name
+                    $0.version = entry.version ?? ""
+                    $0.state = entry.state.rawValue
+                    $0.reason = entry.reason
+                }
+            }
+        }
+    }
+
+    /// Loads or reloads a model; a `config` string parameter overrides its config file.
+    public func repositoryModelLoad(
+        request: Inference_RepositoryModelLoadRequest, context: ServerContext
+    ) async throws -> Inference_RepositoryModelLoadResponse {
+        var override: Data?
+        if let config = request.parameters["config"] {
+            guard case .stringParam(let text) = config.parameterChoice else {
+                throw RPCError(
+                    code: .invalidArgument, message: "parameter 'config' must be a string holding the model config JSON"
+                )
+            }
+            override = Data(text.utf8)
+        }
+        do {
+            try await manager.load(name: request.modelName, override: override)
+        } catch {
+            throw Self.rpcError(error)
+        }
+        return Inference_RepositoryModelLoadResponse()
+    }
+
+    /// Unloads a model after its queued requests finish.
+    public func repositoryModelUnload(
+        request: Inference_RepositoryModelUnloadRequest, context: ServerContext
+    ) async throws -> Inference_RepositoryModelUnloadResponse {
+        do {
+            try await manager.unload(name: request.modelName)
+        } catch {
+            throw Self.rpcError(error)
+        }
+        return Inference_RepositoryModelUnloadResponse()
+    }
+
+    // MARK: Helpers
+
+    private func lookup(_ name: String, _ version: String) throws(RPCError) -> ServedModel {
+        guard !name.isEmpty else { throw RPCError(code: .invalidArgument, message: "the request names no model") }
+        do {
+            return try manager.model(named: name, version: Self.version(version))
+        } catch {
+            throw Self.rpcError(error)
+        }
+    }
+
+    /// An empty version means "the served one", as in Triton.
+    private static func version(_ text: String) -> String? { text.isEmpty ? nil : text }
+
+    /// The gRPC status for a protocol error (the same cases the HTTP status distinguishes).
+    static func rpcError(_ error: ServerError) -> RPCError {
+        let code: RPCError.Code
+        switch error.status {
+        case .badRequest: code = .invalidArgument
+        case .notFound: code = .notFound
+        case .serviceUnavailable: code = .unavailable
+        case .contentTooLarge: code = .resourceExhausted
+        default: code = .internalError
+        }
+        return RPCError(code: code, message: error.message)
+    }
+
+    /// The gRPC status for a scheduling outcome: shed is RESOURCE_EXHAUSTED, an expired deadline
+    /// DEADLINE_EXCEEDED, an unloading model UNAVAILABLE, request mistakes INVALID_ARGUMENT.
+    static func rpcError(_ error: SchedulingError) -> RPCError {
+        switch error {
+        case .queueFull, .deadlineUnreachable: RPCError(code: .resourceExhausted, message: error.description)
+        case .deadlineExpired: RPCError(code: .deadlineExceeded, message: error.description)
+        case .unavailable: RPCError(code: .unavailable, message: error.description)
+        case .backend(let backendError): rpcError(ServerError(backendError))
+        }
+    }
+
+    static func configDataType(_ dataType: DataType) -> Inference_DataType {
+        switch dataType {
+        case .bool: .typeBool
+        case .uint8: .typeUint8
+        case .uint16: .typeUint16
+        case .uint32: .typeUint32
+        case .uint64: .typeUint64
+        case .int8: .typeInt8
+        case .int16: .typeInt16
+        case .int32: .typeInt32
+        case .int64: .typeInt64
+        case .fp16: .typeFp16
+        case .bf16: .typeBf16
+        case .fp32: .typeFp32
+        case .fp64: .typeFp64
+        }
+    }
+}

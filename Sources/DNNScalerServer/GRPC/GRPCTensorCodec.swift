@@ -1,0 +1,181 @@
+import DNNScaler
+import Foundation
+import InferenceProtocol
+
+/// Turns gRPC `ModelInferRequest`s into ``InferenceRequest``s and ``InferenceResponse``s back
+/// into `ModelInferResponse`s. Inputs arrive either in `raw_input_contents` (what perf_analyzer and
+/// tritonclient send) or in each input's typed `contents`; outputs always go back raw, as Triton does.
+enum GRPCTensorCodec {
+    /// Decodes a request; every problem is a 400-class ``ServerError`` naming the input.
+    static func decode(
+        _ message: Inference_ModelInferRequest, metadataTimeoutMs: Double?
+    ) throws(ServerError) -> InferenceRequest {
+        let raw = message.rawInputContents
+        if !raw.isEmpty && raw.count != message.inputs.count {
+            throw .badRequest(
+                "raw_input_contents has \(raw.count) entries but the request has \(message.inputs.count) inputs")
+        }
+        var inputs: [String: Tensor] = [:]
+        for (index, input) in message.inputs.enumerated() {
+            let name = input.name
+            guard !name.isEmpty else { throw .badRequest("input \(index) has no name") }
+            guard inputs[name] == nil else { throw .badRequest("input '\(name)' appears twice") }
+            guard let dataType = DataType(kserveName: input.datatype) else {
+                throw .badRequest("input '\(name)' has unsupported datatype '\(input.datatype)'")
+            }
+            var shape: [Int] = []
+            for dimension in input.shape {
+                guard dimension >= 0, dimension < 1 << 53 else {
+                    throw .badRequest("input '\(name)' shape must hold non-negative integers, got \(input.shape)")
+                }
+                shape.append(Int(dimension))
+            }
+            let byteCount: Int
+            let elementCount: Int
+            do {
+                byteCount = try Shape.byteCount(shape, dataType: dataType)
+                elementCount = try Shape.elementCount(shape)
+            } catch {
+                throw .badRequest("input '\(name)': \(error)")
+            }
+            if !raw.isEmpty {
+                if input.hasContents {
+                    throw .badRequest("input '\(name)' has both contents and raw_input_contents; send one")
+                }
+                let bytes = raw[index]
+                guard bytes.count == byteCount else {
+                    throw .badRequest(
+                        "input '\(name)': raw_input_contents has \(bytes.count) bytes but shape \(shape) of \(dataType) needs \(byteCount)"
+                    )
+                }
+                let tensor = bytes.withUnsafeBytes { buffer in
+                    Result { () throws(TensorError) in try Tensor(dataType: dataType, shape: shape, copying: buffer) }
+                }
+                do {
+                    inputs[name] = try tensor.get()
+                } catch {
+                    throw .badRequest("input '\(name)': \(error)")
+                }
+            } else {
+                guard input.hasContents else {
+                    throw .badRequest("input '\(name)' has neither contents nor raw_input_contents")
+                }
+                inputs[name] = try tensor(
+                    from: input.contents, name: name, dataType: dataType, shape: shape, elementCount: elementCount)
+            }
+        }
+        var timeoutMs = metadataTimeoutMs
+        if let timeout = message.parameters["timeout"] {
+            let microseconds: Double
+            switch timeout.parameterChoice {
+            case .int64Param(let value): microseconds = Double(value)
+            case .uint64Param(let value): microseconds = Double(value)
+            case .doubleParam(let value): microseconds = value
+            default: throw .badRequest("parameter 'timeout' must be a number of microseconds")
+            }
+            guard microseconds > 0, microseconds.isFinite else {
+                throw .badRequest("parameter 'timeout' must be a positive number of microseconds")
+            }
+            timeoutMs = min(timeoutMs ?? .infinity, microseconds / 1000)
+        }
+        let outputNames = message.outputs.isEmpty ? nil : message.outputs.map(\.name)
+        return InferenceRequest(id: message.id, inputs: inputs, outputNames: outputNames, timeoutMs: timeoutMs)
+    }
+
+    /// The bytes of tensor data and text a request carries: raw contents, typed contents at 8
+    /// bytes a value (their widest), the id and parameter strings. Checked against the size limit.
+    static func payloadBytes(_ message: Inference_ModelInferRequest) -> Int {
+        var total = message.id.utf8.count + message.rawInputContents.reduce(0) { $0 + $1.count }
+        for input in message.inputs where input.hasContents {
+            let contents = input.contents
+            total +=
+                8
+                * (contents.boolContents.count + contents.intContents.count + contents.int64Contents.count
+                    + contents.uintContents.count + contents.uint64Contents.count + contents.fp32Contents.count
+                    + contents.fp64Contents.count)
+            total += contents.bytesContents.reduce(0) { $0 + $1.count }
+        }
+        return total
+    }
+
+    /// A tensor from the typed `contents` field that belongs to `dataType`.
+    private static func tensor(
+        from contents: Inference_InferTensorContents, name: String, dataType: DataType, shape: [Int],
+        elementCount: Int
+    ) throws(ServerError) -> Tensor {
+        func make<Element: TensorElement>(_ values: [Element], field: String) throws(ServerError) -> Tensor {
+            guard values.count == elementCount else {
+                throw .badRequest(
+                    "input '\(name)': \(field) holds \(values.count) values but shape \(shape) needs \(elementCount)")
+            }
+            do {
+                return try Tensor(shape: shape, values: values)
+            } catch {
+                throw .badRequest("input '\(name)': \(error)")
+            }
+        }
+        func narrowed<Wide: BinaryInteger, Element: FixedWidthInteger & TensorElement>(
+            _ values: [Wide], to type: Element.Type, field: String
+        ) throws(ServerError) -> Tensor {
+            var narrow: [Element] = []
+            narrow.reserveCapacity(values.count)
+            for value in values {
+                guard let exact = Element(exactly: value) else {
+                    throw .badRequest("input '\(name)': \(field) value \(value) does not fit \(dataType)")
+                }
+                narrow.append(exact)
+            }
+            return try make(narrow, field: field)
+        }
+        switch dataType {
+        case .bool: return try make(contents.boolContents, field: "bool_contents")
+        case .int8: return try narrowed(contents.intContents, to: Int8.self, field: "int_contents")
+        case .int16: return try narrowed(contents.intContents, to: Int16.self, field: "int_contents")
+        case .int32: return try make(contents.intContents, field: "int_contents")
+        case .int64: return try make(contents.int64Contents, field: "int64_contents")
+        case .uint8: return try narrowed(contents.uintContents, to: UInt8.self, field: "uint_contents")
+        case .uint16: return try narrowed(contents.uintContents, to: UInt16.self, field: "uint_contents")
+        case .uint32: return try make(contents.uintContents, field: "uint_contents")
+        case .uint64: return try make(contents.uint64Contents, field: "uint64_contents")
+        case .fp32: return try make(contents.fp32Contents, field: "fp32_contents")
+        case .fp64: return try make(contents.fp64Contents, field: "fp64_contents")
+        case .fp16, .bf16:
+            throw .badRequest("input '\(name)': \(dataType) tensors must be sent in raw_input_contents")
+        }
+    }
+
+    /// The response: every output's name, datatype and shape, and its bytes in `raw_output_contents`.
+    static func encode(
+        _ response: InferenceResponse, modelName: String, version: String
+    ) -> Inference_ModelInferResponse {
+        var message = Inference_ModelInferResponse()
+        message.modelName = modelName
+        message.modelVersion = version
+        message.id = response.id
+        message.outputs = response.outputs.map { output in
+            var tensor = Inference_ModelInferResponse.InferOutputTensor()
+            tensor.name = output.name
+            tensor.datatype = output.tensor.dataType.rawValue
+            tensor.shape = output.tensor.shape.map(Int64.init)
+            return tensor
+        }
+        message.rawOutputContents = response.outputs.map { output in
+            output.tensor.withUnsafeBytes { Data($0) }
+        }
+        return message
+    }
+
+    /// The `grpc-timeout` header value (`<digits><unit>`, unit one of H M S m u n) in milliseconds.
+    static func timeoutMilliseconds(header: String) -> Double? {
+        guard let unit = header.last, let amount = Double(header.dropLast()), amount > 0 else { return nil }
+        switch unit {
+        case "H": return amount * 3_600_000
+        case "M": return amount * 60_000
+        case "S": return amount * 1000
+        case "m": return amount
+        case "u": return amount / 1000
+        case "n": return amount / 1_000_000
+        default: return nil
+        }
+    }
+}
