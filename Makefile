@@ -6,7 +6,7 @@ PROFILE_ARGS ?= --batch-sizes 1,2,4,8 --instances 1,2 --duration 3 --slo-ms 20
 SERVE_MODELS ?= squeezenet,resnet50,shufflenet,simple
 SERVE_ARGS ?=
 
-.PHONY: setup clients build release run profile test interop lint format bench evaluation clean
+.PHONY: setup clients build release run profile test interop lint format bench evaluation reliability clean
 
 ## Python venv with ONNX Runtime and onnx, and the model repository (idempotent).
 setup:
@@ -56,6 +56,13 @@ bench: release
 evaluation:
 	$(SWIFT) build -c release --product dnnscaler
 	.build/release/dnnscaler evaluate --gpu-profiles profiles/gpu --output docs/evaluation.md --plots docs/plots
+
+## Bad input, fuzzing, overload, faults and a 30-minute soak against the release server:
+## regenerates docs/reliability.md and docs/data/reliability.json (about 45 minutes; RELIABILITY_ARGS
+## such as --soak-minutes 2 shorten it).
+RELIABILITY_ARGS ?=
+reliability: release clients
+	.venv-client/bin/python bench/reliability.py $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf .build

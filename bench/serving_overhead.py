@@ -217,11 +217,13 @@ class Server:
         self.stop()
 
     def start(self):
-        http_port, metrics_port = free_ports(2)
+        http_port, grpc_port, metrics_port = free_ports(3)
         self.url = f"127.0.0.1:{http_port}"
+        self.grpc_url = f"127.0.0.1:{grpc_port}"
         self.base = f"http://{self.url}"
         cmd = [self.binary, "serve", "--model-repository", self.repository, "--models", ",".join(self.models),
-               "--host", "127.0.0.1", "--http-port", str(http_port), "--metrics-port", str(metrics_port),
+               "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+               "--metrics-port", str(metrics_port),
                "--slo-ms", str(self.slo_ms)]
         if self.policy:
             cmd += ["--policy", self.policy]

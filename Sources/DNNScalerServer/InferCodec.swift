@@ -37,7 +37,9 @@ enum InferCodec {
         do {
             parsed = try JSONSerialization.jsonObject(with: Data(headerBytes))
         } catch {
-            throw .badRequest("malformed JSON in the request header: \(error.localizedDescription)")
+            // Foundation's localizedDescription is generic on Linux; the debug description says where and what.
+            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? error.localizedDescription
+            throw .badRequest("malformed JSON in the request header: \(detail)")
         }
         guard let object = parsed as? [String: Any] else { throw .badRequest("the request must be a JSON object") }
         var binaryOffset = body.readerIndex + jsonLength
