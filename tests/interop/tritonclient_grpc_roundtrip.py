@@ -209,6 +209,25 @@ def main():
     )
     c.run("unknown model not ready", lambda: expect_rpc_error(lambda: stub.ModelReady(service_pb2.ModelReadyRequest(name="nope")), grpc.StatusCode.NOT_FOUND, "unknown model", "ready"))
 
+    def many_calls_in_flight():
+        # 300 calls at once on one channel, each with 600 KB: more open HTTP/2 streams than
+        # swift-nio-http2's default limit of 100. Each must get its own INVALID_ARGUMENT, none a
+        # connection-wide GOAWAY (UNAVAILABLE), which is what happened before the server
+        # advertised its stream limit.
+        message = request(shape=(1, 3), raw=b"\0" * 600_000)
+        futures = [stub.ModelInfer.future(message, timeout=60) for _ in range(300)]
+        codes = {}
+        for future in futures:
+            try:
+                future.result()
+                code = grpc.StatusCode.OK
+            except grpc.RpcError as exc:
+                code = exc.code()
+            codes[code.name] = codes.get(code.name, 0) + 1
+        expect(codes == {"INVALID_ARGUMENT": 300}, f"status counts {codes}")
+
+    c.run("300 calls in flight on one connection", many_calls_in_flight)
+
     # --- statistics and repository ---------------------------------------------------------
     def statistics():
         s = client.get_inference_statistics("simple").model_stats[0]

@@ -11,6 +11,9 @@ public struct GRPCFrontEnd: Service {
     private let transport: HTTP2ServerTransport.Posix
     private let logger: Logger
 
+    /// Concurrent calls per connection (HTTP/2 streams).
+    public static let maxConcurrentStreams = 256
+
     /// Creates the front end on `host:port` (0: any free port). The service refuses requests whose
     /// tensor data exceeds its limit with RESOURCE_EXHAUSTED and a message; the transport takes
     /// messages up to twice that limit (plus 1 MiB) so that those requests reach the service, and
@@ -19,7 +22,13 @@ public struct GRPCFrontEnd: Service {
         let transportLimit = service.maxRequestBytes.multipliedReportingOverflow(by: 2).partialValue
         transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
-            config: .defaults { $0.rpc.maxRequestPayloadSize = max(transportLimit, 0) + (1 << 20) })
+            config: .defaults {
+                $0.rpc.maxRequestPayloadSize = max(transportLimit, 0) + (1 << 20)
+                // Advertised, so that clients queue calls beyond it: left unset, swift-nio-http2
+                // still enforces its default of 100 open streams and answers the 101st with a
+                // connection-wide GOAWAY (PROTOCOL_ERROR), failing every call on the connection.
+                $0.http2.maxConcurrentStreams = Self.maxConcurrentStreams
+            })
         server = GRPCServer(transport: transport, services: [service])
         self.logger = logger
     }
