@@ -38,7 +38,8 @@ enum InferCodec {
             parsed = try JSONSerialization.jsonObject(with: Data(headerBytes))
         } catch {
             // Foundation's localizedDescription is generic on Linux; the debug description says where and what.
-            let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? error.localizedDescription
+            let detail =
+                (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? error.localizedDescription
             throw .badRequest("malformed JSON in the request header: \(detail)")
         }
         guard let object = parsed as? [String: Any] else { throw .badRequest("the request must be a JSON object") }
