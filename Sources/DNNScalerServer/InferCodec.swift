@@ -17,8 +17,9 @@ enum InferCodec {
     /// The deepest JSON array nesting accepted for tensor data.
     static let maxNesting = 64
 
+    /// Decodes a request body; `arrival` is when the request reached the server.
     static func decode(
-        body: ByteBuffer, headerLength: Int?, metadata: ModelMetadata
+        body: ByteBuffer, headerLength: Int?, metadata: ModelMetadata, arrival: ContinuousClock.Instant? = nil
     ) throws(ServerError) -> DecodedInferRequest {
         let total = body.readableBytes
         let jsonLength = headerLength ?? total
@@ -143,7 +144,8 @@ enum InferCodec {
             }
         }
         let request = InferenceRequest(
-            id: id, inputs: inputs, outputNames: outputs.map { $0.map(\.name) }, timeoutMs: timeoutMs)
+            id: id, inputs: inputs, outputNames: outputs.map { $0.map(\.name) }, timeoutMs: timeoutMs,
+            arrival: arrival)
         return DecodedInferRequest(request: request, outputs: outputs, binaryByDefault: binaryByDefault)
     }
 

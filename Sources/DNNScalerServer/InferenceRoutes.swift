@@ -122,6 +122,8 @@ public struct InferenceRoutes: Sendable {
     // MARK: Inference
 
     private func infer(request: Request, context: BasicRequestContext) async throws -> Response {
+        // The head has arrived; the body may still be on its way. The deadline counts from here.
+        let arrival = ContinuousClock.now
         let name = try context.parameters.require("name")
         let model = try manager.model(named: name, version: context.parameters.get("version"))
         let version = String(model.version)
@@ -142,7 +144,8 @@ public struct InferenceRoutes: Sendable {
         }
         let decoded: DecodedInferRequest
         do {
-            decoded = try InferCodec.decode(body: body, headerLength: headerLength, metadata: model.runtime.metadata)
+            decoded = try InferCodec.decode(
+                body: body, headerLength: headerLength, metadata: model.runtime.metadata, arrival: arrival)
         } catch {
             metrics.recordFailure(model: name, version: version, reason: "invalid")
             throw error

@@ -90,11 +90,11 @@ import Testing
         for iteration in 0..<Self.iterations {
             let (seed, seedLength) = seeds[iteration % seeds.count]
             let (body, length) = Self.mutate(seed, seedLength, using: &generator)
-            let decoded: DecodedInferRequest
-            do throws(ServerError) {
-                decoded = try InferCodec.decode(
-                    body: ByteBuffer(bytes: body), headerLength: length, metadata: Self.metadata)
-            } catch {
+            let outcome = Result { () throws(ServerError) in
+                try InferCodec.decode(body: ByteBuffer(bytes: body), headerLength: length, metadata: Self.metadata)
+            }
+            guard case .success(let decoded) = outcome else {
+                guard case .failure(let error) = outcome else { continue }
                 #expect(error.status.code >= 400 && error.status.code < 500, "\(error.status) for a client's bytes")
                 #expect(!error.message.isEmpty)
                 let kind = String(error.message.prefix(while: { $0 != ":" && $0 != "'" }).prefix(40))

@@ -9,13 +9,20 @@ public struct InferenceRequest: Sendable {
     public var outputNames: [String]?
     /// The latest acceptable completion time; `nil` uses the model's SLO from arrival.
     public var timeoutMs: Double?
+    /// When the request reached the server (a front end sets it before reading the body); its
+    /// deadline and the latency it is charged count from here. `nil`: when the runtime gets it.
+    public var arrival: ContinuousClock.Instant?
 
     /// Creates a request.
-    public init(id: String = "", inputs: [String: Tensor], outputNames: [String]? = nil, timeoutMs: Double? = nil) {
+    public init(
+        id: String = "", inputs: [String: Tensor], outputNames: [String]? = nil, timeoutMs: Double? = nil,
+        arrival: ContinuousClock.Instant? = nil
+    ) {
         self.id = id
         self.inputs = inputs
         self.outputNames = outputNames
         self.timeoutMs = timeoutMs
+        self.arrival = arrival
     }
 
     /// Samples in this request: the first dimension of its inputs (1 for scalars).
@@ -44,7 +51,7 @@ public enum SchedulingError: Error, Sendable, Equatable, CustomStringConvertible
     case queueFull(limit: Int)
     /// The queue ahead is too long to finish before the request's deadline.
     case deadlineUnreachable(estimatedMs: Double, budgetMs: Double)
-    /// The deadline passed while the request waited.
+    /// The deadline passed while the request waited, or its batch would end after it.
     case deadlineExpired(waitedMs: Double, budgetMs: Double)
     /// The model is not loaded or is being unloaded.
     case unavailable(String)
@@ -60,7 +67,8 @@ public enum SchedulingError: Error, Sendable, Equatable, CustomStringConvertible
             "request rejected: it would finish in about \(Self.format(estimated)) ms, "
                 + "beyond its \(Self.format(budget)) ms deadline (server overloaded)"
         case .deadlineExpired(let waited, let budget):
-            "request dropped: it waited \(Self.format(waited)) ms in the queue, past its \(Self.format(budget)) ms deadline"
+            "request dropped: after \(Self.format(waited)) ms in the server it could not finish within its "
+                + "\(Self.format(budget)) ms deadline (server overloaded)"
         case .unavailable(let reason):
             reason
         case .backend(let error):

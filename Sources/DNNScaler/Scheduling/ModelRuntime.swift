@@ -162,15 +162,17 @@ public final class ModelRuntime: @unchecked Sendable {
             return .queueFull(limit: currentSettings.maxQueueSize)
         }
         let budgetMs = request.timeoutMs ?? sloMs
+        let arrival = min(request.arrival ?? now, now)
+        let elapsedMs = Profiler.milliseconds(arrival.duration(to: now))
         if currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: batchSize),
-            estimate > budgetMs
+            elapsedMs + estimate > budgetMs
         {
             statistics.shedCount += 1
-            return .deadlineUnreachable(estimatedMs: estimate, budgetMs: budgetMs)
+            return .deadlineUnreachable(estimatedMs: elapsedMs + estimate, budgetMs: budgetMs)
         }
         let pending = PendingRequest(
-            request: request, batchSize: batchSize, key: key, arrival: now,
-            deadline: now.advanced(by: .nanoseconds(Int64(min(budgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
+            request: request, batchSize: batchSize, key: key, arrival: arrival, enqueued: now,
+            deadline: arrival.advanced(by: .nanoseconds(Int64(min(budgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
             continuation: continuation)
         queue.append(pending)
         queuedSamples += batchSize
@@ -226,7 +228,7 @@ public final class ModelRuntime: @unchecked Sendable {
             if let oldest = queue.first {
                 let limit = configuration.batchLimit
                 if configuration.maxQueueDelayMs > 0, queuedSamples < limit {
-                    let fillDeadline = oldest.arrival.advanced(
+                    let fillDeadline = oldest.enqueued.advanced(
                         by: .microseconds(Int64(configuration.maxQueueDelayMs * 1000)))
                     let remaining = clock.now.duration(to: fillDeadline)
                     if remaining > .zero {
@@ -243,11 +245,34 @@ public final class ModelRuntime: @unchecked Sendable {
                     samples += next.batchSize
                 }
                 queuedSamples -= samples
+                batch = dropLateRequests(from: batch, samples: samples)
+                guard !batch.isEmpty else { continue }
                 inFlight += batch.count
                 return batch
             }
             condition.wait()
         }
+    }
+
+    /// Fails the requests of a batch about to start that would finish after their deadline, at the
+    /// recent cost per sample (lock held): running them would spend an instance on answers that
+    /// arrive too late, and their latency would break the SLO of admitted requests. Returns the rest.
+    private func dropLateRequests(from batch: [PendingRequest], samples: Int) -> [PendingRequest] {
+        guard currentSettings.admissionControl, let msPerSample else { return batch }
+        let now = clock.now
+        let end = now.advanced(by: .nanoseconds(Int64(msPerSample * Double(samples) * 1e6)))
+        var kept: [PendingRequest] = []
+        for pending in batch {
+            if pending.deadline < end {
+                statistics.shedCount += 1
+                let waited = Profiler.milliseconds(pending.arrival.duration(to: now))
+                pending.continuation.resume(
+                    returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: pending.budgetMs)))
+            } else {
+                kept.append(pending)
+            }
+        }
+        return kept
     }
 
     /// Fails queued requests whose deadline has passed (lock held). Requests that might still make
@@ -304,7 +329,7 @@ public final class ModelRuntime: @unchecked Sendable {
         }
         for pending in batch {
             let endToEnd = Self.nanoseconds(pending.arrival.duration(to: finished))
-            let queued = Self.nanoseconds(pending.arrival.duration(to: started))
+            let queued = Self.nanoseconds(pending.enqueued.duration(to: started))
             switch outcome {
             case .success:
                 statistics.success.add(endToEnd)
@@ -330,7 +355,7 @@ public final class ModelRuntime: @unchecked Sendable {
                     returning: .success(
                         InferenceResponse(
                             id: pending.request.id, outputs: outputs,
-                            queueNanoseconds: Self.nanoseconds(pending.arrival.duration(to: started)),
+                            queueNanoseconds: Self.nanoseconds(pending.enqueued.duration(to: started)),
                             computeNanoseconds: inferNs, executedBatchSize: samples)))
             case .failure(let error):
                 pending.continuation.resume(returning: .failure(.backend(error)))
@@ -498,20 +523,24 @@ final class PendingRequest: @unchecked Sendable {
     let batchSize: Int
     /// Shapes after the batch dimension, per model input: requests batch together only when equal.
     let key: [[Int]]
+    /// When the request reached the server (end-to-end latency and the deadline count from here).
     let arrival: ContinuousClock.Instant
+    /// When it entered the queue (queue time counts from here).
+    let enqueued: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant
     let budgetMs: Double
     let continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
 
     init(
         request: InferenceRequest, batchSize: Int, key: [[Int]], arrival: ContinuousClock.Instant,
-        deadline: ContinuousClock.Instant, budgetMs: Double,
+        enqueued: ContinuousClock.Instant, deadline: ContinuousClock.Instant, budgetMs: Double,
         continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
     ) {
         self.request = request
         self.batchSize = batchSize
         self.key = key
         self.arrival = arrival
+        self.enqueued = enqueued
         self.deadline = deadline
         self.budgetMs = budgetMs
         self.continuation = continuation

@@ -127,6 +127,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     private func infer(
         _ message: Inference_ModelInferRequest, metadataTimeoutMs: Double?
     ) async throws(RPCError) -> Inference_ModelInferResponse {
+        let arrival = ContinuousClock.now
         let model = try lookup(message.modelName, message.modelVersion)
         let version = String(model.version)
         let decoded: InferenceRequest
@@ -137,7 +138,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
                     status: .contentTooLarge,
                     message: "the request carries \(size) bytes of tensor data, over the \(maxRequestBytes)-byte limit")
             }
-            decoded = try GRPCTensorCodec.decode(message, metadataTimeoutMs: metadataTimeoutMs)
+            decoded = try GRPCTensorCodec.decode(message, metadataTimeoutMs: metadataTimeoutMs, arrival: arrival)
         } catch {
             metrics.recordFailure(model: model.name, version: version, reason: "invalid")
             throw Self.rpcError(error)

@@ -6,9 +6,10 @@ import InferenceProtocol
 /// into `ModelInferResponse`s. Inputs arrive either in `raw_input_contents` (what perf_analyzer and
 /// tritonclient send) or in each input's typed `contents`; outputs always go back raw, as Triton does.
 enum GRPCTensorCodec {
-    /// Decodes a request; every problem is a 400-class ``ServerError`` naming the input.
+    /// Decodes a request; every problem is a 400-class ``ServerError`` naming the input. `arrival`
+    /// is when the request reached the server.
     static func decode(
-        _ message: Inference_ModelInferRequest, metadataTimeoutMs: Double?
+        _ message: Inference_ModelInferRequest, metadataTimeoutMs: Double?, arrival: ContinuousClock.Instant? = nil
     ) throws(ServerError) -> InferenceRequest {
         let raw = message.rawInputContents
         if !raw.isEmpty && raw.count != message.inputs.count {
@@ -79,7 +80,8 @@ enum GRPCTensorCodec {
             timeoutMs = min(timeoutMs ?? .infinity, microseconds / 1000)
         }
         let outputNames = message.outputs.isEmpty ? nil : message.outputs.map(\.name)
-        return InferenceRequest(id: message.id, inputs: inputs, outputNames: outputNames, timeoutMs: timeoutMs)
+        return InferenceRequest(
+            id: message.id, inputs: inputs, outputNames: outputNames, timeoutMs: timeoutMs, arrival: arrival)
     }
 
     /// The bytes of tensor data and text a request carries: raw contents, typed contents at 8
