@@ -302,12 +302,13 @@ def grpc_burst(grpc_url, model, rate, seconds):
     request = service_pb2.ModelInferRequest(model_name=model)
     request.inputs.add(name=spec.name, datatype=spec.datatype, shape=shape)
     request.raw_input_contents.append(np.random.default_rng(1).standard_normal(shape).astype(np.float32).tobytes())
-    counts, lock, futures = {}, threading.Lock(), []
+    counts, examples, lock, futures = {}, {}, threading.Lock(), []
 
     def done(future):
         code = future.code()
         with lock:
             counts[code.name] = counts.get(code.name, 0) + 1
+            examples.setdefault(code.name, (future.details() or "")[:160])
 
     start = time.monotonic()
     n = 0
@@ -328,7 +329,7 @@ def grpc_burst(grpc_url, model, rate, seconds):
         except grpc.RpcError:
             pass
     channel.close()
-    return {"sent": n, "rate": rate, "seconds": seconds, "status_counts": counts}
+    return {"sent": n, "rate": rate, "seconds": seconds, "status_counts": counts, "examples": examples}
 
 
 def recovery_seconds(series, slo_ms):

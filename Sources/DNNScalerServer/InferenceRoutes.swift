@@ -127,6 +127,10 @@ public struct InferenceRoutes: Sendable {
         let name = try context.parameters.require("name")
         let model = try manager.model(named: name, version: context.parameters.get("version"))
         let version = String(model.version)
+        if let refusal = model.runtime.refusalBeforeReading(arrival: arrival) {
+            metrics.recordFailure(model: name, version: version, reason: "shed")
+            throw ServerError(refusal)
+        }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: maxBodyBytes)

@@ -13,17 +13,21 @@ public struct RuntimeSettings: Sendable, Equatable {
     public var sloMs: Double
     /// Refuse a request at arrival when the queue ahead cannot be served before its deadline.
     public var admissionControl: Bool
+    /// The share of each request's budget kept for what the server cannot see: the response's way
+    /// back and the client's side. Admission and the drop at dispatch aim at the rest.
+    public var responseAllowance: Double
 
     /// Creates settings.
     public init(
         maxQueueSize: Int = 1024, maxBatchSize: Int = 128, cores: Int = SystemInfo.cpuCores, sloMs: Double = 100,
-        admissionControl: Bool = true
+        admissionControl: Bool = true, responseAllowance: Double = 0.1
     ) {
         self.maxQueueSize = maxQueueSize
         self.maxBatchSize = maxBatchSize
         self.cores = cores
         self.sloMs = sloMs
         self.admissionControl = admissionControl
+        self.responseAllowance = responseAllowance
     }
 }
 
@@ -163,21 +167,53 @@ public final class ModelRuntime: @unchecked Sendable {
         }
         let budgetMs = request.timeoutMs ?? sloMs
         let arrival = min(request.arrival ?? now, now)
-        let elapsedMs = Profiler.milliseconds(arrival.duration(to: now))
-        if currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: batchSize),
-            elapsedMs + estimate > budgetMs
-        {
+        let serverBudgetMs = serverBudget(budgetMs)
+        if let refusal = admissionRefusal(samples: batchSize, arrival: arrival, now: now, budgetMs: budgetMs) {
             statistics.shedCount += 1
-            return .deadlineUnreachable(estimatedMs: elapsedMs + estimate, budgetMs: budgetMs)
+            return refusal
         }
         let pending = PendingRequest(
             request: request, batchSize: batchSize, key: key, arrival: arrival, enqueued: now,
-            deadline: arrival.advanced(by: .nanoseconds(Int64(min(budgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
+            deadline: arrival.advanced(by: .nanoseconds(Int64(min(serverBudgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
             continuation: continuation)
         queue.append(pending)
         queuedSamples += batchSize
         condition.signal()
         return nil
+    }
+
+    /// Refuses a request at once, before its body is read, when even a one-sample request with
+    /// the SLO as its deadline could not be served in time now. A front end calls it as soon as a
+    /// request's head arrives, so that overload does not also cost reading and decoding the bodies
+    /// of requests that are refused anyway. Counted as shed.
+    public func refusalBeforeReading(arrival: ContinuousClock.Instant) -> SchedulingError? {
+        let now = clock.now
+        condition.lock()
+        defer { condition.unlock() }
+        guard accepting else { return nil }
+        guard let refusal = admissionRefusal(samples: 1, arrival: min(arrival, now), now: now, budgetMs: sloMs) else {
+            return nil
+        }
+        statistics.arrivals += 1
+        statistics.shedCount += 1
+        return refusal
+    }
+
+    /// The server's own share of a budget: the rest is left for the response's way back.
+    private func serverBudget(_ budgetMs: Double) -> Double {
+        budgetMs * (1 - min(max(currentSettings.responseAllowance, 0), 0.5))
+    }
+
+    /// Why a request of `samples` that arrived at `arrival` cannot be admitted now, if it cannot (lock held).
+    private func admissionRefusal(
+        samples: Int, arrival: ContinuousClock.Instant, now: ContinuousClock.Instant, budgetMs: Double
+    ) -> SchedulingError? {
+        guard currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: samples) else {
+            return nil
+        }
+        let elapsedMs = Profiler.milliseconds(arrival.duration(to: now))
+        guard elapsedMs + estimate > serverBudget(budgetMs) else { return nil }
+        return .deadlineUnreachable(estimatedMs: elapsedMs + estimate, budgetMs: budgetMs)
     }
 
     /// How long until a request of `samples` would finish if queued now: the samples ahead of it and

@@ -12,7 +12,9 @@ public struct GRPCFrontEnd: Service {
     private let logger: Logger
 
     /// Concurrent calls per connection (HTTP/2 streams).
-    public static let maxConcurrentStreams = 256
+    public static let maxConcurrentStreams = 64
+    /// The HTTP/2 flow-control window per stream and per connection, in bytes.
+    public static let windowBytes = 1 << 20
 
     /// Creates the front end on `host:port` (0: any free port). The service refuses requests whose
     /// tensor data exceeds its limit with RESOURCE_EXHAUSTED and a message; the transport takes
@@ -28,6 +30,10 @@ public struct GRPCFrontEnd: Service {
                 // still enforces its default of 100 open streams and answers the 101st with a
                 // connection-wide GOAWAY (PROTOCOL_ERROR), failing every call on the connection.
                 $0.http2.maxConcurrentStreams = Self.maxConcurrentStreams
+                // A window of one large request per stream, so that a request's bytes arrive (and it
+                // is admitted or refused) without waiting for window updates; memory stays bounded
+                // by streams x window.
+                $0.http2.targetWindowSize = Self.windowBytes
             })
         server = GRPCServer(transport: transport, services: [service])
         self.logger = logger

@@ -138,7 +138,10 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
                     status: .contentTooLarge,
                     message: "the request carries \(size) bytes of tensor data, over the \(maxRequestBytes)-byte limit")
             }
-            decoded = try GRPCTensorCodec.decode(message, metadataTimeoutMs: metadataTimeoutMs, arrival: arrival)
+            // The call's own deadline (`grpc-timeout`) can shorten the budget, never stretch it past
+            // the SLO: clients often set a generous transport timeout that is no latency target.
+            decoded = try GRPCTensorCodec.decode(
+                message, metadataTimeoutMs: metadataTimeoutMs.map { min($0, model.options.sloMs) }, arrival: arrival)
         } catch {
             metrics.recordFailure(model: model.name, version: version, reason: "invalid")
             throw Self.rpcError(error)
