@@ -20,7 +20,7 @@ public struct RuntimeSettings: Sendable, Equatable {
     /// Creates settings.
     public init(
         maxQueueSize: Int = 1024, maxBatchSize: Int = 128, cores: Int = SystemInfo.cpuCores, sloMs: Double = 100,
-        admissionControl: Bool = true, responseAllowance: Double = 0.1
+        admissionControl: Bool = true, responseAllowance: Double = 0.15
     ) {
         self.maxQueueSize = maxQueueSize
         self.maxBatchSize = maxBatchSize
