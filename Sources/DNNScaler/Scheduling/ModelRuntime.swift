@@ -13,8 +13,9 @@ public struct RuntimeSettings: Sendable, Equatable {
     public var sloMs: Double
     /// Refuse a request at arrival when the queue ahead cannot be served before its deadline.
     public var admissionControl: Bool
-    /// The share of each request's budget kept for what the server cannot see: the response's way
-    /// back and the client's side. Admission and the drop at dispatch aim at the rest.
+    /// The share of each request's budget kept, while the model is shedding, for what the server
+    /// cannot see: bytes waiting in the socket, the response's way back, the client's side.
+    /// Admission and the drop at dispatch then aim at the rest.
     public var responseAllowance: Double
 
     /// Creates settings.
@@ -81,6 +82,8 @@ public final class ModelRuntime: @unchecked Sendable {
     private var serviceWindow = LatencyWindow()
     private var sloMs: Double
     private var currentSettings: RuntimeSettings
+    /// When a request was last refused or dropped for load.
+    private var lastShed: ContinuousClock.Instant?
     /// Recent backend times per sample (the last 32 batches), for admission estimates: the median
     /// is robust to the odd slow batch (a new shape, a noisy neighbour).
     private var recentMsPerSample: [Double] = []
@@ -162,19 +165,18 @@ public final class ModelRuntime: @unchecked Sendable {
             return .unavailable("model '\(name)' is not accepting requests (unloading or stopped)")
         }
         guard queue.count < currentSettings.maxQueueSize else {
-            statistics.shedCount += 1
+            recordShed()
             return .queueFull(limit: currentSettings.maxQueueSize)
         }
         let budgetMs = request.timeoutMs ?? sloMs
         let arrival = min(request.arrival ?? now, now)
-        let serverBudgetMs = serverBudget(budgetMs)
         if let refusal = admissionRefusal(samples: batchSize, arrival: arrival, now: now, budgetMs: budgetMs) {
-            statistics.shedCount += 1
+            recordShed()
             return refusal
         }
         let pending = PendingRequest(
             request: request, batchSize: batchSize, key: key, arrival: arrival, enqueued: now,
-            deadline: arrival.advanced(by: .nanoseconds(Int64(min(serverBudgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
+            deadline: arrival.advanced(by: .nanoseconds(Int64(min(budgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
             continuation: continuation)
         queue.append(pending)
         queuedSamples += batchSize
@@ -195,13 +197,29 @@ public final class ModelRuntime: @unchecked Sendable {
             return nil
         }
         statistics.arrivals += 1
-        statistics.shedCount += 1
+        recordShed()
         return refusal
     }
 
-    /// The server's own share of a budget: the rest is left for the response's way back.
-    private func serverBudget(_ budgetMs: Double) -> Double {
-        budgetMs * (1 - min(max(currentSettings.responseAllowance, 0), 0.5))
+    /// Counts a request refused or dropped for load, and notes when (lock held).
+    private func recordShed() {
+        statistics.shedCount += 1
+        lastShed = clock.now
+    }
+
+    /// Whether the model has shed in the last second: overloaded, rather than a passing burst.
+    private func isShedding(at now: ContinuousClock.Instant) -> Bool {
+        guard let lastShed else { return false }
+        return lastShed.duration(to: now) < .seconds(1)
+    }
+
+    /// The server's own share of a budget while it is shedding: the rest is left for what it
+    /// cannot see (bytes waiting in the socket, the response's way back), which grows with
+    /// overload. Outside overload the whole budget is used, so a passing burst is not refused
+    /// for time it would not have needed.
+    private func serverBudget(_ budgetMs: Double, at now: ContinuousClock.Instant) -> Double {
+        guard isShedding(at: now) else { return budgetMs }
+        return budgetMs * (1 - min(max(currentSettings.responseAllowance, 0), 0.5))
     }
 
     /// Why a request of `samples` that arrived at `arrival` cannot be admitted now, if it cannot (lock held).
@@ -212,7 +230,7 @@ public final class ModelRuntime: @unchecked Sendable {
             return nil
         }
         let elapsedMs = Profiler.milliseconds(arrival.duration(to: now))
-        guard elapsedMs + estimate > serverBudget(budgetMs) else { return nil }
+        guard elapsedMs + estimate > serverBudget(budgetMs, at: now) else { return nil }
         return .deadlineUnreachable(estimatedMs: elapsedMs + estimate, budgetMs: budgetMs)
     }
 
@@ -298,9 +316,15 @@ public final class ModelRuntime: @unchecked Sendable {
         let now = clock.now
         let end = now.advanced(by: .nanoseconds(Int64(msPerSample * Double(samples) * 1e6)))
         var kept: [PendingRequest] = []
+        let shedding = isShedding(at: now)
         for pending in batch {
-            if pending.deadline < end {
-                statistics.shedCount += 1
+            let deadline =
+                shedding
+                ? pending.arrival.advanced(
+                    by: .nanoseconds(Int64(min(serverBudget(pending.budgetMs, at: now), 1e9) * 1e6)))
+                : pending.deadline
+            if deadline < end {
+                recordShed()
                 let waited = Profiler.milliseconds(pending.arrival.duration(to: now))
                 pending.continuation.resume(
                     returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: pending.budgetMs)))
@@ -318,7 +342,7 @@ public final class ModelRuntime: @unchecked Sendable {
         while let first = queue.first, first.deadline < now {
             queue.removeFirst()
             queuedSamples -= first.batchSize
-            statistics.shedCount += 1
+            recordShed()
             let waited = Profiler.milliseconds(first.arrival.duration(to: now))
             first.continuation.resume(returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: first.budgetMs)))
         }
