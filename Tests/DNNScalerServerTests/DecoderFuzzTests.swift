@@ -37,6 +37,21 @@ import Testing
         return [(Array(json.utf8), nil), (binary, header.utf8.count)]
     }
 
+    /// This process's resident memory in bytes (Linux `/proc/self/statm`), or nil elsewhere.
+    static func residentBytes() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    /// A leak of even a kilobyte per input would grow the process by about 90 MB between the
+    /// 10,000th and the last input; the decoders must stay well under that. Checked only when
+    /// `DNNSCALER_FUZZ_LEAK_CHECK=1`: `make test` runs this suite alone in its own process for it,
+    /// since other suites running beside it load models and move the process's memory.
+    static let leakLimitBytes = 48 << 20
+    static let checkLeaks = ProcessInfo.processInfo.environment["DNNSCALER_FUZZ_LEAK_CHECK"] == "1"
+
     static let interesting: [UInt8] = [
         0, 0xFF, 0x7F, 0x80, UInt8(ascii: "\""), UInt8(ascii: "["), UInt8(ascii: "]"),
         UInt8(ascii: "{"), UInt8(ascii: "}"), UInt8(ascii: ","), UInt8(ascii: ":"), UInt8(ascii: "-"),
@@ -87,7 +102,9 @@ import Testing
         var accepted = 0
         var refusals: [String: Int] = [:]
         let started = ContinuousClock.now
+        var residentAfterWarmUp: Int?
         for iteration in 0..<Self.iterations {
+            if iteration == 10_000 { residentAfterWarmUp = Self.residentBytes() }
             let (seed, seedLength) = seeds[iteration % seeds.count]
             let (body, length) = Self.mutate(seed, seedLength, using: &generator)
             let outcome = Result { () throws(ServerError) in
@@ -129,6 +146,13 @@ import Testing
         #expect(accepted > 0)
         #expect(accepted < Self.iterations)
         #expect(seconds < 120, "the decoder took \(seconds) s for \(Self.iterations) inputs")
+        if let before = residentAfterWarmUp, let after = Self.residentBytes() {
+            print(
+                "decoder fuzz: resident memory \(before >> 20) MiB after 10,000 inputs, \(after >> 20) MiB at the end")
+            #expect(
+                !Self.checkLeaks || after - before < Self.leakLimitBytes,
+                "resident memory grew \((after - before) >> 20) MiB")
+        }
     }
 
     /// Valid gRPC requests, serialized: inputs in raw_input_contents, and in typed contents.
@@ -184,7 +208,9 @@ import Testing
         var unparsable = 0
         var refusals: [String: Int] = [:]
         let started = ContinuousClock.now
+        var residentAfterWarmUp: Int?
         for iteration in 0..<Self.iterations {
+            if iteration == 10_000 { residentAfterWarmUp = Self.residentBytes() }
             let (bytes, _) = Self.mutate(seeds[iteration % seeds.count], nil, using: &generator)
             guard let message = try? Inference_ModelInferRequest(serializedBytes: bytes) else {
                 unparsable += 1
@@ -225,5 +251,13 @@ import Testing
         #expect(accepted > 0)
         #expect(accepted + unparsable < Self.iterations)
         #expect(seconds < 120, "the gRPC decoder took \(seconds) s for \(Self.iterations) inputs")
+        if let before = residentAfterWarmUp, let after = Self.residentBytes() {
+            print(
+                "gRPC decoder fuzz: resident memory \(before >> 20) MiB after 10,000 inputs, \(after >> 20) MiB at the end"
+            )
+            #expect(
+                !Self.checkLeaks || after - before < Self.leakLimitBytes,
+                "resident memory grew \((after - before) >> 20) MiB")
+        }
     }
 }
