@@ -176,7 +176,7 @@ public final class ModelRuntime: @unchecked Sendable {
         }
         let pending = PendingRequest(
             request: request, batchSize: batchSize, key: key, arrival: arrival, enqueued: now,
-            deadline: arrival.advanced(by: .nanoseconds(Int64(min(budgetMs, 1e9) * 1e6))), budgetMs: budgetMs,
+            deadline: Self.instant(arrival, plusMs: budgetMs), budgetMs: budgetMs,
             continuation: continuation)
         queue.append(pending)
         queuedSamples += batchSize
@@ -199,6 +199,13 @@ public final class ModelRuntime: @unchecked Sendable {
         statistics.arrivals += 1
         recordShed()
         return refusal
+    }
+
+    /// `instant` plus `milliseconds` (capped at about 11 days, so that a huge timeout cannot overflow).
+    private static func instant(
+        _ instant: ContinuousClock.Instant, plusMs milliseconds: Double
+    ) -> ContinuousClock.Instant {
+        instant.advanced(by: .nanoseconds(Int64(min(milliseconds, 1e9) * 1e6)))
     }
 
     /// Counts a request refused or dropped for load, and notes when (lock held).
@@ -314,20 +321,15 @@ public final class ModelRuntime: @unchecked Sendable {
     private func dropLateRequests(from batch: [PendingRequest], samples: Int) -> [PendingRequest] {
         guard currentSettings.admissionControl, let msPerSample else { return batch }
         let now = clock.now
-        let end = now.advanced(by: .nanoseconds(Int64(msPerSample * Double(samples) * 1e6)))
+        let end = Self.instant(now, plusMs: msPerSample * Double(samples))
         var kept: [PendingRequest] = []
         let shedding = isShedding(at: now)
         for pending in batch {
             let deadline =
                 shedding
-                ? pending.arrival.advanced(
-                    by: .nanoseconds(Int64(min(serverBudget(pending.budgetMs, at: now), 1e9) * 1e6)))
-                : pending.deadline
+                ? Self.instant(pending.arrival, plusMs: serverBudget(pending.budgetMs, at: now)) : pending.deadline
             if deadline < end {
-                recordShed()
-                let waited = Profiler.milliseconds(pending.arrival.duration(to: now))
-                pending.continuation.resume(
-                    returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: pending.budgetMs)))
+                failLate(pending, at: now)
             } else {
                 kept.append(pending)
             }
@@ -335,16 +337,21 @@ public final class ModelRuntime: @unchecked Sendable {
         return kept
     }
 
-    /// Fails queued requests whose deadline has passed (lock held). Requests that might still make
-    /// it are served: a service-time estimate is too noisy on a shared CPU to drop on.
+    /// Fails a request that cannot finish within its deadline, counted as shed (lock held).
+    private func failLate(_ pending: PendingRequest, at now: ContinuousClock.Instant) {
+        recordShed()
+        let waited = Profiler.milliseconds(pending.arrival.duration(to: now))
+        pending.continuation.resume(returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: pending.budgetMs)))
+    }
+
+    /// Fails queued requests whose deadline has passed (lock held); the batch about to start is
+    /// checked against its estimated end in ``dropLateRequests(from:samples:)``.
     private func dropExpiredRequests() {
         let now = clock.now
         while let first = queue.first, first.deadline < now {
             queue.removeFirst()
             queuedSamples -= first.batchSize
-            recordShed()
-            let waited = Profiler.milliseconds(first.arrival.duration(to: now))
-            first.continuation.resume(returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: first.budgetMs)))
+            failLate(first, at: now)
         }
     }
 
