@@ -17,11 +17,22 @@ public struct RuntimeSettings: Sendable, Equatable {
     /// cannot see: bytes waiting in the socket, the response's way back, the client's side.
     /// Admission and the drop at dispatch then aim at the rest.
     public var responseAllowance: Double
+    /// How late, as a multiple of the SLO, a request whose deadline comes from the SLO may still be
+    /// served while the model is not overloaded. The SLO is a percentile target, not a promise per
+    /// request: a Poisson burst at moderate load is better answered a little late than refused.
+    /// In overload (arrivals at ``overloadThreshold`` of what the instances serve, or shedding in
+    /// the last second) the SLO itself is the deadline. A client's own `timeout` is always a hard
+    /// deadline.
+    public var lateLimitFactor: Double
+    /// The offered load (arrived samples over the last second times the recent cost per sample,
+    /// over the instances) from which the model counts as overloaded.
+    public var overloadThreshold: Double
 
     /// Creates settings.
     public init(
         maxQueueSize: Int = 1024, maxBatchSize: Int = 128, cores: Int = SystemInfo.cpuCores, sloMs: Double = 100,
-        admissionControl: Bool = true, responseAllowance: Double = 0.15
+        admissionControl: Bool = true, responseAllowance: Double = 0.15, lateLimitFactor: Double = 2,
+        overloadThreshold: Double = 0.9
     ) {
         self.maxQueueSize = maxQueueSize
         self.maxBatchSize = maxBatchSize
@@ -29,6 +40,8 @@ public struct RuntimeSettings: Sendable, Equatable {
         self.sloMs = sloMs
         self.admissionControl = admissionControl
         self.responseAllowance = responseAllowance
+        self.lateLimitFactor = lateLimitFactor
+        self.overloadThreshold = overloadThreshold
     }
 }
 
@@ -84,6 +97,8 @@ public final class ModelRuntime: @unchecked Sendable {
     private var currentSettings: RuntimeSettings
     /// When a request was last refused or dropped for load.
     private var lastShed: ContinuousClock.Instant?
+    /// Samples offered over the last second, admitted or not: what overload is judged from.
+    private var arrivals = ArrivalCounter()
     /// Recent backend times per sample (the last 32 batches), for admission estimates: the median
     /// is robust to the odd slow batch (a new shape, a noisy neighbour).
     private var recentMsPerSample: [Double] = []
@@ -164,20 +179,23 @@ public final class ModelRuntime: @unchecked Sendable {
         guard accepting else {
             return .unavailable("model '\(name)' is not accepting requests (unloading or stopped)")
         }
+        arrivals.record(samples: batchSize, atMs: Profiler.milliseconds(start.duration(to: now)))
         guard queue.count < currentSettings.maxQueueSize else {
             recordShed()
             return .queueFull(limit: currentSettings.maxQueueSize)
         }
         let budgetMs = request.timeoutMs ?? sloMs
+        let limitMs = request.timeoutMs ?? sloMs * max(1, currentSettings.lateLimitFactor)
         let arrival = min(request.arrival ?? now, now)
-        if let refusal = admissionRefusal(samples: batchSize, arrival: arrival, now: now, budgetMs: budgetMs) {
+        if let refusal = admissionRefusal(
+            samples: batchSize, arrival: arrival, now: now, budgetMs: budgetMs, limitMs: limitMs)
+        {
             recordShed()
             return refusal
         }
         let pending = PendingRequest(
             request: request, batchSize: batchSize, key: key, arrival: arrival, enqueued: now,
-            deadline: Self.instant(arrival, plusMs: budgetMs), budgetMs: budgetMs,
-            continuation: continuation)
+            budgetMs: budgetMs, limitMs: limitMs, continuation: continuation)
         queue.append(pending)
         queuedSamples += batchSize
         condition.signal()
@@ -193,10 +211,15 @@ public final class ModelRuntime: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         guard accepting else { return nil }
-        guard let refusal = admissionRefusal(samples: 1, arrival: min(arrival, now), now: now, budgetMs: sloMs) else {
+        guard
+            let refusal = admissionRefusal(
+                samples: 1, arrival: min(arrival, now), now: now, budgetMs: sloMs,
+                limitMs: sloMs * max(1, currentSettings.lateLimitFactor))
+        else {
             return nil
         }
         statistics.arrivals += 1
+        arrivals.record(samples: 1, atMs: Profiler.milliseconds(start.duration(to: now)))
         recordShed()
         return refusal
     }
@@ -220,25 +243,40 @@ public final class ModelRuntime: @unchecked Sendable {
         return lastShed.duration(to: now) < .seconds(1)
     }
 
-    /// The server's own share of a budget while it is shedding: the rest is left for what it
-    /// cannot see (bytes waiting in the socket, the response's way back), which grows with
-    /// overload. Outside overload the whole budget is used, so a passing burst is not refused
-    /// for time it would not have needed.
-    private func serverBudget(_ budgetMs: Double, at now: ContinuousClock.Instant) -> Double {
-        guard isShedding(at: now) else { return budgetMs }
-        return budgetMs * (1 - min(max(currentSettings.responseAllowance, 0), 0.5))
+    /// Whether arrivals over the last second reach ``RuntimeSettings/overloadThreshold`` of what
+    /// the instances serve at the recent cost per sample (lock held).
+    private func isOverloaded(at now: ContinuousClock.Instant) -> Bool {
+        guard let msPerSample else { return false }
+        let offered = arrivals.samplesInLastSecond(atMs: Profiler.milliseconds(start.duration(to: now)))
+        let load = Double(offered) * msPerSample / (1000 * Double(max(1, configuration.instances)))
+        return load >= currentSettings.overloadThreshold
+    }
+
+    /// How long after its arrival a request with soft budget `budgetMs` and hard limit `limitMs`
+    /// may finish and still be worth serving, as things stand now (lock held):
+    /// - while shedding, the server's own share of the budget: the rest is left for what it cannot
+    ///   see (bytes waiting in the socket, the response's way back), which grows with overload;
+    /// - in overload without shedding yet, the budget;
+    /// - otherwise the hard limit, so that a passing burst is served late rather than refused.
+    private func admissibleMs(budgetMs: Double, limitMs: Double, at now: ContinuousClock.Instant) -> Double {
+        if isShedding(at: now) {
+            return budgetMs * (1 - min(max(currentSettings.responseAllowance, 0), 0.5))
+        }
+        return isOverloaded(at: now) ? budgetMs : limitMs
     }
 
     /// Why a request of `samples` that arrived at `arrival` cannot be admitted now, if it cannot (lock held).
     private func admissionRefusal(
-        samples: Int, arrival: ContinuousClock.Instant, now: ContinuousClock.Instant, budgetMs: Double
+        samples: Int, arrival: ContinuousClock.Instant, now: ContinuousClock.Instant, budgetMs: Double,
+        limitMs: Double
     ) -> SchedulingError? {
         guard currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: samples) else {
             return nil
         }
         let elapsedMs = Profiler.milliseconds(arrival.duration(to: now))
-        guard elapsedMs + estimate > serverBudget(budgetMs, at: now) else { return nil }
-        return .deadlineUnreachable(estimatedMs: elapsedMs + estimate, budgetMs: budgetMs)
+        let admissible = admissibleMs(budgetMs: budgetMs, limitMs: limitMs, at: now)
+        guard elapsedMs + estimate > admissible else { return nil }
+        return .deadlineUnreachable(estimatedMs: elapsedMs + estimate, budgetMs: admissible)
     }
 
     /// How long until a request of `samples` would finish if queued now: the samples ahead of it and
@@ -323,18 +361,19 @@ public final class ModelRuntime: @unchecked Sendable {
         let now = clock.now
         let end = Self.instant(now, plusMs: msPerSample * Double(samples))
         var kept: [PendingRequest] = []
-        let shedding = isShedding(at: now)
         for pending in batch {
-            let deadline =
-                shedding
-                ? Self.instant(pending.arrival, plusMs: serverBudget(pending.budgetMs, at: now)) : pending.deadline
-            if deadline < end {
+            if deadline(of: pending, at: now) < end {
                 failLate(pending, at: now)
             } else {
                 kept.append(pending)
             }
         }
         return kept
+    }
+
+    /// When `pending` must finish, as things stand now (lock held); see ``admissibleMs(budgetMs:limitMs:at:)``.
+    private func deadline(of pending: PendingRequest, at now: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        Self.instant(pending.arrival, plusMs: admissibleMs(budgetMs: pending.budgetMs, limitMs: pending.limitMs, at: now))
     }
 
     /// Fails a request that cannot finish within its deadline, counted as shed (lock held).
@@ -348,7 +387,7 @@ public final class ModelRuntime: @unchecked Sendable {
     /// checked against its estimated end in ``dropLateRequests(from:samples:)``.
     private func dropExpiredRequests() {
         let now = clock.now
-        while let first = queue.first, first.deadline < now {
+        while let first = queue.first, deadline(of: first, at: now) < now {
             queue.removeFirst()
             queuedSamples -= first.batchSize
             failLate(first, at: now)
@@ -594,13 +633,16 @@ final class PendingRequest: @unchecked Sendable {
     let arrival: ContinuousClock.Instant
     /// When it entered the queue (queue time counts from here).
     let enqueued: ContinuousClock.Instant
-    let deadline: ContinuousClock.Instant
+    /// The latency it should meet (ms from arrival): its `timeout`, or the SLO.
     let budgetMs: Double
+    /// The latest it may still be served outside overload (ms from arrival): its `timeout`, or
+    /// the SLO times ``RuntimeSettings/lateLimitFactor``.
+    let limitMs: Double
     let continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
 
     init(
         request: InferenceRequest, batchSize: Int, key: [[Int]], arrival: ContinuousClock.Instant,
-        enqueued: ContinuousClock.Instant, deadline: ContinuousClock.Instant, budgetMs: Double,
+        enqueued: ContinuousClock.Instant, budgetMs: Double, limitMs: Double,
         continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
     ) {
         self.request = request
@@ -608,8 +650,8 @@ final class PendingRequest: @unchecked Sendable {
         self.key = key
         self.arrival = arrival
         self.enqueued = enqueued
-        self.deadline = deadline
         self.budgetMs = budgetMs
+        self.limitMs = limitMs
         self.continuation = continuation
     }
 }

@@ -138,10 +138,12 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
                     status: .contentTooLarge,
                     message: "the request carries \(size) bytes of tensor data, over the \(maxRequestBytes)-byte limit")
             }
-            // The call's own deadline (`grpc-timeout`) can shorten the budget, never stretch it past
-            // the SLO: clients often set a generous transport timeout that is no latency target.
+            // The call's own deadline (`grpc-timeout`) is a hard deadline when it is shorter than
+            // the SLO. A longer one is served like a call without one (the SLO as the target):
+            // clients often set a generous transport timeout that is no latency target.
             decoded = try GRPCTensorCodec.decode(
-                message, metadataTimeoutMs: metadataTimeoutMs.map { min($0, model.options.sloMs) }, arrival: arrival)
+                message, metadataTimeoutMs: metadataTimeoutMs.flatMap { $0 < model.options.sloMs ? $0 : nil },
+                arrival: arrival)
         } catch {
             metrics.recordFailure(model: model.name, version: version, reason: "invalid")
             throw Self.rpcError(error)
