@@ -373,7 +373,8 @@ public final class ModelRuntime: @unchecked Sendable {
 
     /// When `pending` must finish, as things stand now (lock held); see ``admissibleMs(budgetMs:limitMs:at:)``.
     private func deadline(of pending: PendingRequest, at now: ContinuousClock.Instant) -> ContinuousClock.Instant {
-        Self.instant(pending.arrival, plusMs: admissibleMs(budgetMs: pending.budgetMs, limitMs: pending.limitMs, at: now))
+        Self.instant(
+            pending.arrival, plusMs: admissibleMs(budgetMs: pending.budgetMs, limitMs: pending.limitMs, at: now))
     }
 
     /// Fails a request that cannot finish within its deadline, counted as shed (lock held).
