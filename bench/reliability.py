@@ -335,13 +335,27 @@ def grpc_burst(grpc_url, model, rate, seconds):
     return {"sent": n, "rate": rate, "seconds": seconds, "status_counts": counts, "examples": examples}
 
 
+RECOVERY_WINDOW_SECONDS = 5
+
+
 def recovery_seconds(series, slo_ms):
-    """Seconds from the start of `series` until every later second has nothing failed and p99 <= SLO."""
+    """Seconds from the start of `series` until the server serves normally: from then on nothing is refused or
+    failed, and in every window of RECOVERY_WINDOW_SECONDS seconds at most 1% of the requests take longer than the
+    SLO (p99 <= SLO over the window). A window, not a single second: at half the capacity a second holds about 70
+    requests, and its "p99" is its slowest one, which one Poisson burst can push over the SLO at any time."""
     last_bad = -1.0
     for point in series:
-        bad = point.get("failed", 0) > 0 or point.get("shed", 0) > 0 or (point.get("p99_ms") or 0) > slo_ms
-        if bad:
+        if point.get("failed", 0) > 0 or point.get("shed", 0) > 0:
             last_bad = point["time"]
+    for start in range(max(1, len(series) - RECOVERY_WINDOW_SECONDS + 1)):
+        window = series[start:start + RECOVERY_WINDOW_SECONDS]
+        answered = sum(p.get("succeeded", 0) + p.get("failed", 0) for p in window)
+        if "over_slo" in window[0]:
+            late = sum(p.get("over_slo", 0) for p in window)
+        else:  # series from a bench without per-second SLO counts: fall back to each second's p99
+            late = answered if any((p.get("p99_ms") or 0) > slo_ms for p in window) else 0
+        if late > 0.01 * answered:
+            last_bad = max(last_bad, window[-1]["time"])
     return last_bad + 1 if last_bad >= 0 else 0.0
 
 
@@ -601,8 +615,8 @@ def report(results, args):
             f" ({'met' if (ov['admitted_p99_ms'] or 1e9) <= args.slo_ms else 'NOT met'}).")
         add(f"- Resident memory: {ov['rss_before_mib']:.0f} MiB before, peak {ov['rss_peak_during_mib']:.0f} MiB "
             f"during the overload (high-water mark over the whole run {ov['rss_hwm_mib']:.0f} MiB).")
-        add(f"- Back to normal: from {ov['recovery_seconds']:.0f} s after the overload ended, every second had "
-            "nothing refused and p99 under the SLO.")
+        add(f"- Back to normal: from {ov['recovery_seconds']:.0f} s after the overload ended, nothing was refused and "
+            f"every {RECOVERY_WINDOW_SECONDS}-second window had p99 under the SLO (at most 1% of its requests over it).")
         b = ov["grpc_burst"]
         add(f"- gRPC: {b['sent']} ModelInfer calls at {b['rate']:.1f}/s for {b['seconds']} s (Python grpcio, open "
             f"loop): {', '.join(f'{k} {v}' for k, v in sorted(b['status_counts'].items()))}.")

@@ -97,6 +97,8 @@ public struct SeriesPoint: Sendable, Codable, Equatable {
     public var failed: Int
     /// Shed (503) among them.
     public var shed: Int
+    /// Successful answers of this second that took longer than the SLO (0 without an SLO).
+    public var overSlo: Int
     /// 99th percentile latency of the successful answers of this second, ms.
     public var p99Ms: Double?
     /// The server's batch limit at the end of this second.
@@ -153,7 +155,8 @@ public struct BenchResult: Sendable, Codable, Equatable {
         }
         let measured = records.filter { $0.intended >= settings.warmupSeconds }
         summary = Self.summarize(measured, settings: settings)
-        series = Self.series(records, samples: samples, until: settings.warmupSeconds + settings.durationSeconds)
+        series = Self.series(
+            records, samples: samples, until: settings.warmupSeconds + settings.durationSeconds, sloMs: settings.sloMs)
     }
 
     static func summarize(_ records: [RequestRecord], settings: BenchSettings) -> BenchSummary {
@@ -189,10 +192,12 @@ public struct BenchResult: Sendable, Codable, Equatable {
             sendLagP99Ms: lags.isEmpty ? 0 : LatencySummary.percentile(99, ofSorted: lags))
     }
 
-    static func series(_ records: [RequestRecord], samples: [ServerSample], until end: Double) -> [SeriesPoint] {
+    static func series(
+        _ records: [RequestRecord], samples: [ServerSample], until end: Double, sloMs: Double?
+    ) -> [SeriesPoint] {
         let seconds = max(1, Int(end.rounded(.up)))
         var points = (0..<seconds).map {
-            SeriesPoint(time: Double($0), sent: 0, succeeded: 0, failed: 0, shed: 0)
+            SeriesPoint(time: Double($0), sent: 0, succeeded: 0, failed: 0, shed: 0, overSlo: 0)
         }
         var latencies = [[Double]](repeating: [], count: seconds)
         for record in records {
@@ -202,6 +207,7 @@ public struct BenchResult: Sendable, Codable, Equatable {
             if record.outcome == .ok {
                 points[second].succeeded += 1
                 latencies[second].append(record.latencyMs)
+                if let sloMs, record.latencyMs > sloMs { points[second].overSlo += 1 }
             } else {
                 points[second].failed += 1
                 if record.outcome == .shed { points[second].shed += 1 }
@@ -239,10 +245,11 @@ public struct BenchResult: Sendable, Codable, Equatable {
     /// The per-second series as CSV.
     public func seriesCSV() -> String {
         func cell(_ value: Double?) -> String { value.map { String(format: "%.3f", $0) } ?? "" }
-        var lines = ["time_s,sent,succeeded,failed,shed,p99_ms,batch_limit,instances"]
+        var lines = ["time_s,sent,succeeded,failed,shed,over_slo,p99_ms,batch_limit,instances"]
         for point in series {
             lines.append(
-                "\(Int(point.time)),\(point.sent),\(point.succeeded),\(point.failed),\(point.shed),\(cell(point.p99Ms)),"
+                "\(Int(point.time)),\(point.sent),\(point.succeeded),\(point.failed),\(point.shed),\(point.overSlo),"
+                    + "\(cell(point.p99Ms)),"
                     + "\(point.batchLimit.map(String.init) ?? ""),\(point.instances.map(String.init) ?? "")")
         }
         return lines.joined(separator: "\n") + "\n"

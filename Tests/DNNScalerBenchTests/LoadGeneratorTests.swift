@@ -141,9 +141,13 @@ final class CountingEndpoint: Sendable {
         try await endpoint.withURL { url in
             let settings = BenchSettings(
                 url: url, model: "echo", shape: .openLoop(rate: 100, distribution: .constant), durationSeconds: 2,
-                maxConnections: 128, pollServerStatus: false)
+                sloMs: 100, maxConnections: 128, pollServerStatus: false)
             let result = try await run(settings)
             #expect(result.summary.succeeded == 200)
+            // The requests sent from 0.5 s to about 0.9 s wait past the 100 ms SLO; all answer at 1.0 s.
+            let late = result.series.map(\.overSlo)
+            #expect(late.reduce(0, +) >= 30 && late.reduce(0, +) <= 55, "over the SLO per second: \(late)")
+            #expect(late.first == 0, "nothing is late before the stall: \(late)")
             #expect((result.summary.p99Ms ?? 0) > 300, "p99 \(result.summary.p99Ms ?? 0) ms hides the stall")
             #expect((result.summary.p90Ms ?? 0) > 50, "p90 \(result.summary.p90Ms ?? 0) ms hides the stall")
             #expect((result.summary.maxMs ?? 0) > 400)
