@@ -4,6 +4,9 @@
 #include "COnnxRuntime.h"
 
 #include <dlfcn.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -312,3 +315,11 @@ OrtStatus *dns_ort_value_type_and_shape(const OrtValue *value, OrtTensorTypeAndS
 }
 OrtStatus *dns_ort_value_is_tensor(const OrtValue *value, int *out) { return api->IsTensor(value, out); }
 void dns_ort_release_value(OrtValue *value) { api->ReleaseValue(value); }
+
+int dns_release_free_heap_memory(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}

@@ -22,12 +22,15 @@ public struct ServerSettings: Sendable {
     public var defaults: ModelServingOptions
     /// The largest request body accepted, in bytes.
     public var maxBodyBytes: Int
+    /// How often the C heap's free pages are handed back to the system, in seconds (0: never).
+    public var heapTrimIntervalSeconds: Double
 
     /// Creates settings.
     public init(
         host: String = "0.0.0.0", httpPort: Int = 8000, grpcPort: Int = 8001, metricsPort: Int = 8002,
         repository: ModelRepository,
-        models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20
+        models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20,
+        heapTrimIntervalSeconds: Double = 10
     ) {
         self.host = host
         self.httpPort = httpPort
@@ -37,6 +40,7 @@ public struct ServerSettings: Sendable {
         self.models = models
         self.defaults = defaults
         self.maxBodyBytes = maxBodyBytes
+        self.heapTrimIntervalSeconds = heapTrimIntervalSeconds
     }
 }
 
@@ -104,10 +108,30 @@ public struct InferenceServer: Sendable {
                     .init(service: metricsApplication()),
                     .init(service: httpApplication()),
                     .init(service: grpcFrontEnd()),
+                    .init(service: HeapTrimService(intervalSeconds: settings.heapTrimIntervalSeconds)),
                 ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+}
+
+/// Hands the C heap's free pages back to the system every `intervalSeconds` until shutdown. With
+/// glibc's per-thread arenas, freed request bodies stay resident: a 30-minute soak at 70% of
+/// capacity grew from 173 to 202 MiB without it, and calling `malloc_trim` by hand released 25 to
+/// 37 MiB each time (docs/design-decisions.md).
+struct HeapTrimService: Service {
+    let intervalSeconds: Double
+
+    func run() async throws {
+        guard intervalSeconds > 0 else { return }
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(Int64(intervalSeconds * 1000)))
+                guard !Task.isCancelled else { break }
+                SystemInfo.releaseFreeHeapMemory()
+            }
+        }
     }
 }
 

@@ -60,6 +60,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "The largest request body (HTTP) or message (gRPC), in bytes.")
     var maxBodyBytes = 64 << 20
 
+    @Option(help: "How often free C heap memory is handed back to the system, in seconds (0: never).")
+    var heapTrimInterval = 10.0
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -70,6 +73,9 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError(
                 "--policy must be one of \(PolicyKind.allCases.map(\.rawValue).joined(separator: ", ")); got '\(policy)'"
             )
+        }
+        guard heapTrimInterval >= 0, heapTrimInterval.isFinite else {
+            throw ValidationError("--heap-trim-interval must be 0 (never) or a number of seconds")
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
@@ -100,7 +106,7 @@ struct ServeCommand: AsyncParsableCommand {
         let settings = ServerSettings(
             host: host, httpPort: httpPort, grpcPort: grpcPort, metricsPort: metricsPort, repository: repository,
             models: models.map { $0.split(separator: ",").map(String.init) }, defaults: defaults,
-            maxBodyBytes: maxBodyBytes)
+            maxBodyBytes: maxBodyBytes, heapTrimIntervalSeconds: heapTrimInterval)
         logger.info(
             "starting DNNScaler",
             metadata: [

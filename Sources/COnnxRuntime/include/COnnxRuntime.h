@@ -115,6 +115,10 @@ OrtStatus *dns_ort_value_type_and_shape(const OrtValue *value, OrtTensorTypeAndS
 OrtStatus *dns_ort_value_is_tensor(const OrtValue *value, int *out);
 void dns_ort_release_value(OrtValue *value);
 
+/// Not ONNX Runtime: hands the C heap's free pages back to the system (glibc `malloc_trim(0)`).
+/// Returns 1 when memory was released, 0 when none was or the C library has no such call.
+int dns_release_free_heap_memory(void);
+
 #ifdef __cplusplus
 }
 #endif
