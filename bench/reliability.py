@@ -31,6 +31,7 @@ import os
 import platform
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -661,6 +662,11 @@ def report(results, args):
             + (f"; unexpected: {', '.join(inv['unexpected'])}" if inv["unexpected"] else "") + ".")
         add(f"- Resident memory: {sk['rss_at_settle_mib']:.1f} MiB at {sk['settle_seconds']:.0f} s, "
             f"{sk['rss_end_mib']:.1f} MiB at the end ({sk['growth']:+.1%}; limit +10%), peak {sk['rss_peak_mib']:.1f} MiB.")
+        settled = [m for t, m in sk.get("memory_mib", []) if t >= sk["settle_seconds"]]
+        if len(settled) >= 4:
+            quarters = [settled[i * len(settled) // 4:(i + 1) * len(settled) // 4] for i in range(4)]
+            add("  After the settling time, the median of each quarter of the run: "
+                + ", ".join(f"{statistics.median(q):.1f}" for q in quarters) + " MiB.")
         add("")
     return "\n".join(lines) + "\n"
 
