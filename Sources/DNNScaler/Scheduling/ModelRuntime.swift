@@ -99,13 +99,11 @@ public final class ModelRuntime: @unchecked Sendable {
     private var lastShed: ContinuousClock.Instant?
     /// Samples offered over the last second, admitted or not: what overload is judged from.
     private var arrivals = ArrivalCounter()
-    /// Recent backend times per sample (the last 32 batches), for admission estimates: the median
-    /// is robust to the odd slow batch (a new shape, a noisy neighbour).
+    /// Recent backend times per sample (the last 32 batches).
     private var recentMsPerSample: [Double] = []
-    private var msPerSample: Double? {
-        guard !recentMsPerSample.isEmpty else { return nil }
-        return recentMsPerSample.sorted()[recentMsPerSample.count / 2]
-    }
+    /// Their median, for admission estimates and the overload test (robust to the odd slow batch:
+    /// a new shape, a noisy neighbour). Updated once per batch, as it is read several times per request.
+    private var msPerSample: Double?
     /// Serialises reconfigurations.
     private let reconfiguration = NSLock()
 
@@ -179,13 +177,13 @@ public final class ModelRuntime: @unchecked Sendable {
         guard accepting else {
             return .unavailable("model '\(name)' is not accepting requests (unloading or stopped)")
         }
-        arrivals.record(samples: batchSize, atMs: Profiler.milliseconds(start.duration(to: now)))
+        arrivals.record(samples: batchSize, atMs: elapsedMs(at: now))
         guard queue.count < currentSettings.maxQueueSize else {
             recordShed()
             return .queueFull(limit: currentSettings.maxQueueSize)
         }
         let budgetMs = request.timeoutMs ?? sloMs
-        let limitMs = request.timeoutMs ?? sloMs * max(1, currentSettings.lateLimitFactor)
+        let limitMs = request.timeoutMs ?? sloLimitMs
         let arrival = min(request.arrival ?? now, now)
         if let refusal = admissionRefusal(
             samples: batchSize, arrival: arrival, now: now, budgetMs: budgetMs, limitMs: limitMs)
@@ -213,13 +211,12 @@ public final class ModelRuntime: @unchecked Sendable {
         guard accepting else { return nil }
         guard
             let refusal = admissionRefusal(
-                samples: 1, arrival: min(arrival, now), now: now, budgetMs: sloMs,
-                limitMs: sloMs * max(1, currentSettings.lateLimitFactor))
+                samples: 1, arrival: min(arrival, now), now: now, budgetMs: sloMs, limitMs: sloLimitMs)
         else {
             return nil
         }
         statistics.arrivals += 1
-        arrivals.record(samples: 1, atMs: Profiler.milliseconds(start.duration(to: now)))
+        arrivals.record(samples: 1, atMs: elapsedMs(at: now))
         recordShed()
         return refusal
     }
@@ -229,6 +226,14 @@ public final class ModelRuntime: @unchecked Sendable {
         _ instant: ContinuousClock.Instant, plusMs milliseconds: Double
     ) -> ContinuousClock.Instant {
         instant.advanced(by: .nanoseconds(Int64(min(milliseconds, 1e9) * 1e6)))
+    }
+
+    /// The latest a request without a `timeout` may be served outside overload (lock held).
+    private var sloLimitMs: Double { sloMs * max(1, currentSettings.lateLimitFactor) }
+
+    /// Milliseconds since the runtime started.
+    private func elapsedMs(at now: ContinuousClock.Instant) -> Double {
+        Profiler.milliseconds(start.duration(to: now))
     }
 
     /// Counts a request refused or dropped for load, and notes when (lock held).
@@ -247,7 +252,7 @@ public final class ModelRuntime: @unchecked Sendable {
     /// the instances serve at the recent cost per sample (lock held).
     private func isOverloaded(at now: ContinuousClock.Instant) -> Bool {
         guard let msPerSample else { return false }
-        let offered = arrivals.samplesInLastSecond(atMs: Profiler.milliseconds(start.duration(to: now)))
+        let offered = arrivals.samplesInLastSecond(atMs: elapsedMs(at: now))
         let load = Double(offered) * msPerSample / (1000 * Double(max(1, configuration.instances)))
         return load >= currentSettings.overloadThreshold
     }
@@ -431,6 +436,7 @@ public final class ModelRuntime: @unchecked Sendable {
             serviceWindow.record(time: time, latencyMs: batchMs)
             recentMsPerSample.append(batchMs / Double(samples))
             if recentMsPerSample.count > 32 { recentMsPerSample.removeFirst() }
+            msPerSample = recentMsPerSample.sorted()[recentMsPerSample.count / 2]
         case .failure:
             break
         }
@@ -583,7 +589,7 @@ public final class ModelRuntime: @unchecked Sendable {
         defer { condition.unlock() }
         return RuntimeSnapshot(
             configuration: configuration, queueLength: queue.count, inFlight: inFlight, statistics: statistics,
-            time: Profiler.milliseconds(start.duration(to: now)) / 1000, latencyWindow: window,
+            time: elapsedMs(at: now) / 1000, latencyWindow: window,
             serviceWindow: serviceWindow)
     }
 
