@@ -290,6 +290,8 @@ public struct InferenceRoutes: Sendable {
                     "time_s": record.time, "batch_limit": record.configuration.batchLimit,
                     "instances": record.configuration.instances, "reason": record.reason, "changed": record.changed,
                     "tail_latency_ms": record.tailLatencyMs as Any? ?? NSNull(),
+                    "service_tail_latency_ms": record.serviceTailMs as Any? ?? NSNull(),
+                    "arrival_rate": record.arrivalRate,
                 ]
             },
         ]

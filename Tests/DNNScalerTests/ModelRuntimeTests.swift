@@ -214,4 +214,23 @@ import Testing
         #expect(window.percentile(99, since: 0) == 19)
         #expect(window.percentile(99, since: 100) == nil)
     }
+
+    @Test func theTailIsJudgedOverEnoughSamplesButNotAcrossAChange() {
+        #expect(LatencyWindow.minimumSamples(forPercentile: 99) == 200)
+        #expect(LatencyWindow.minimumSamples(forPercentile: 95) == 40)
+        var window = LatencyWindow(horizonSeconds: 30, capacity: 100_000)
+        // 40 completions a second for 10 s: one period holds 40, so the span reaches back 5 s.
+        for index in 0..<400 {
+            window.record(time: Double(index) / 40, latencyMs: 1)
+        }
+        let start = window.judgingStart(periodStart: 9, now: 10, notBefore: 0, minimumSamples: 200)
+        #expect(start == 5)
+        #expect(window.count(since: start) == 200)
+        // Never before the last configuration change.
+        #expect(window.judgingStart(periodStart: 9, now: 10, notBefore: 7.5, minimumSamples: 200) == 7.5)
+        // Never more than the lookback before now, however few samples there are.
+        #expect(window.judgingStart(periodStart: 9, now: 10, notBefore: 0, minimumSamples: 10_000) == 5)
+        // A period that already holds enough is judged alone.
+        #expect(window.judgingStart(periodStart: 9, now: 10, notBefore: 0, minimumSamples: 20) == 9)
+    }
 }

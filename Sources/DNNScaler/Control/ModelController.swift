@@ -11,6 +11,10 @@ public struct DecisionRecord: Sendable, Codable, Equatable {
     public var reason: String
     /// The tail latency it was based on, in ms.
     public var tailLatencyMs: Double?
+    /// The same percentile of batch execution times (no queueing) it saw, in ms.
+    public var serviceTailMs: Double?
+    /// Requests that arrived per second over the period it looked at.
+    public var arrivalRate: Double
     /// Whether the configuration changed.
     public var changed: Bool
 }
@@ -28,6 +32,8 @@ public final class ModelController: Sendable {
     private struct State {
         var policy: any ScalingPolicy
         var lastDecisionTime: Double
+        /// When the configuration last changed (the tail is never judged over samples before it).
+        var lastChangeTime: Double
         var lastArrivals: UInt64
         var lastShed: UInt64
         var decisions: [DecisionRecord] = []
@@ -41,7 +47,7 @@ public final class ModelController: Sendable {
         let snapshot = runtime.snapshot()
         state = Mutex(
             State(
-                policy: policy, lastDecisionTime: snapshot.time, lastArrivals: snapshot.statistics.arrivals,
+                policy: policy, lastDecisionTime: snapshot.time, lastChangeTime: snapshot.time, lastArrivals: snapshot.statistics.arrivals,
                 lastShed: snapshot.statistics.shedCount))
         try runtime.apply(policy.initialConfiguration)
     }
@@ -58,6 +64,7 @@ public final class ModelController: Sendable {
         state.withLock {
             $0.policy = policy
             $0.lastDecisionTime = snapshot.time
+            $0.lastChangeTime = snapshot.time
             $0.lastArrivals = snapshot.statistics.arrivals
             $0.lastShed = snapshot.statistics.shedCount
         }
@@ -74,13 +81,16 @@ public final class ModelController: Sendable {
             let elapsed = max(1e-3, snapshot.time - state.lastDecisionTime)
             let since = state.lastDecisionTime
             let completed = snapshot.latencyWindow.count(since: since)
+            let tailSince = snapshot.latencyWindow.judgingStart(
+                periodStart: since, now: snapshot.time, notBefore: state.lastChangeTime,
+                minimumSamples: LatencyWindow.minimumSamples(forPercentile: percentile))
             let observation = Observation(
-                time: snapshot.time, tailLatencyMs: snapshot.latencyWindow.percentile(percentile, since: since),
+                time: snapshot.time, tailLatencyMs: snapshot.latencyWindow.percentile(percentile, since: tailSince),
                 completed: completed,
                 arrivalRate: Double(snapshot.statistics.arrivals - state.lastArrivals) / elapsed,
                 throughput: Double(completed) / elapsed, shed: Int(snapshot.statistics.shedCount - state.lastShed),
                 queueLength: snapshot.queueLength, sloMs: runtime.currentSloMs, current: snapshot.configuration,
-                serviceTailMs: snapshot.serviceWindow.percentile(percentile, since: since))
+                serviceTailMs: snapshot.serviceWindow.percentile(percentile, since: tailSince))
             state.lastDecisionTime = snapshot.time
             state.lastArrivals = snapshot.statistics.arrivals
             state.lastShed = snapshot.statistics.shedCount
@@ -92,13 +102,16 @@ public final class ModelController: Sendable {
         if changed {
             do {
                 try runtime.apply(decision.configuration)
+                let appliedAt = runtime.elapsedSeconds
+                state.withLock { $0.lastChangeTime = appliedAt }
             } catch {
                 reason += "; applying failed: \(error)"
             }
         }
         let record = DecisionRecord(
             time: observation.time, configuration: runtime.currentConfiguration, reason: reason,
-            tailLatencyMs: observation.tailLatencyMs, changed: changed)
+            tailLatencyMs: observation.tailLatencyMs, serviceTailMs: observation.serviceTailMs,
+            arrivalRate: observation.arrivalRate, changed: changed)
         state.withLock { state in
             // Changes are kept (the last 50); a hold only replaces a previous hold at the end.
             if !record.changed, let last = state.decisions.last, !last.changed {

@@ -33,6 +33,29 @@ public struct LatencyWindow: Sendable {
         return sorted.isEmpty ? nil : LatencySummary.percentile(percentile, ofSorted: sorted)
     }
 
+    /// How far before the end of a control period ``judgingStart(periodStart:notBefore:minimumSamples:)``
+    /// may reach for samples: at low rates a longer span would make the controller slow to react.
+    public static let judgingLookbackSeconds = 5.0
+
+    /// Where a tail percentile should be judged from: `periodStart` (the control period just
+    /// ended), moved back - never before `notBefore` (the last configuration change), nor more than
+    /// ``judgingLookbackSeconds`` before `now` - until the span holds at least `minimumSamples`
+    /// completions. A p99 of the 40 requests of a 1-s period at 40 requests/s is their maximum,
+    /// one stray scheduling delay; over 200 it is the second largest.
+    public func judgingStart(periodStart: Double, now: Double, notBefore: Double, minimumSamples: Int) -> Double {
+        guard minimumSamples > 0, !samples.isEmpty else { return periodStart }
+        let earliest = max(notBefore, now - Self.judgingLookbackSeconds)
+        let index = max(0, samples.count - minimumSamples)
+        return min(periodStart, max(earliest, samples[index].time))
+    }
+
+    /// The completions a nearest-rank `percentile` needs to be more than the maximum of a
+    /// handful: twice 1 / (1 - percentile), e.g. 200 for p99 and 40 for p95.
+    public static func minimumSamples(forPercentile percentile: Double) -> Int {
+        let tailShare = max(1e-4, 1 - percentile / 100)
+        return Int((2 / tailShare).rounded(.up))
+    }
+
     /// Completions since `since`.
     public func count(since: Double) -> Int {
         samples.reduce(0) { $0 + ($1.time >= since ? 1 : 0) }

@@ -582,6 +582,9 @@ public final class ModelRuntime: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Seconds since the runtime started (the clock of ``snapshot()`` and the latency windows).
+    public var elapsedSeconds: Double { elapsedMs(at: clock.now) / 1000 }
+
     /// A consistent view for the controller, metrics and status.
     public func snapshot() -> RuntimeSnapshot {
         let now = clock.now

@@ -202,6 +202,8 @@ public struct Simulator {
         var window = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
         var serviceWindow = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
         var lastDecision = 0.0
+        var lastChange = 0.0
+        let minimumTailSamples = LatencyWindow.minimumSamples(forPercentile: settings.percentile)
         var arrivalsSinceDecision = 0
         var shedSinceDecision = 0
         var series: [SimulationSeriesPoint] = []
@@ -315,12 +317,14 @@ public struct Simulator {
                 let time = now / 1000
                 let elapsed = max(1e-3, time - lastDecision)
                 let completedInPeriod = window.count(since: lastDecision)
+                let tailSince = window.judgingStart(
+                    periodStart: lastDecision, now: time, notBefore: lastChange, minimumSamples: minimumTailSamples)
                 let observation = Observation(
-                    time: time, tailLatencyMs: window.percentile(settings.percentile, since: lastDecision),
+                    time: time, tailLatencyMs: window.percentile(settings.percentile, since: tailSince),
                     completed: completedInPeriod, arrivalRate: Double(arrivalsSinceDecision) / elapsed,
                     throughput: Double(completedInPeriod) / elapsed, shed: shedSinceDecision, queueLength: queue.count,
                     sloMs: settings.sloMs, current: configuration,
-                    serviceTailMs: serviceWindow.percentile(settings.percentile, since: lastDecision))
+                    serviceTailMs: serviceWindow.percentile(settings.percentile, since: tailSince))
                 lastDecision = time
                 arrivalsSinceDecision = 0
                 shedSinceDecision = 0
@@ -330,6 +334,8 @@ public struct Simulator {
                 next.batchLimit = max(1, next.batchLimit)
                 if next != configuration {
                     changes += 1
+                    // A new instance count takes over after its warm-up; a new batch limit at once.
+                    lastChange = next.instances != configuration.instances ? time + settings.instanceWarmupSeconds : time
                     if next.instances != configuration.instances {
                         pendingInstances = next.instances
                         schedule(now + settings.instanceWarmupSeconds * 1000, .switchInstances)
