@@ -47,7 +47,8 @@ public final class ModelController: Sendable {
         let snapshot = runtime.snapshot()
         state = Mutex(
             State(
-                policy: policy, lastDecisionTime: snapshot.time, lastChangeTime: snapshot.time, lastArrivals: snapshot.statistics.arrivals,
+                policy: policy, lastDecisionTime: snapshot.time, lastChangeTime: snapshot.time,
+                lastArrivals: snapshot.statistics.arrivals,
                 lastShed: snapshot.statistics.shedCount))
         try runtime.apply(policy.initialConfiguration)
     }

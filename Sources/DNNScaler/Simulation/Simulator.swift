@@ -335,7 +335,8 @@ public struct Simulator {
                 if next != configuration {
                     changes += 1
                     // A new instance count takes over after its warm-up; a new batch limit at once.
-                    lastChange = next.instances != configuration.instances ? time + settings.instanceWarmupSeconds : time
+                    lastChange =
+                        next.instances != configuration.instances ? time + settings.instanceWarmupSeconds : time
                     if next.instances != configuration.instances {
                         pendingInstances = next.instances
                         schedule(now + settings.instanceWarmupSeconds * 1000, .switchInstances)
