@@ -124,7 +124,12 @@ struct HeapTrimService: Service {
     let intervalSeconds: Double
 
     func run() async throws {
-        guard intervalSeconds > 0 else { return }
+        // A service group treats a service that returns as failed and stops the server: with the
+        // trim off, wait for shutdown instead of returning.
+        guard intervalSeconds > 0 else {
+            try? await gracefulShutdown()
+            return
+        }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(Int64(intervalSeconds * 1000)))
