@@ -118,6 +118,32 @@ import Testing
         #expect(current.instances == 2)
     }
 
+    @Test func multiTenancyNeitherStartsWithNorAddsAnInstanceThatAddsNoThroughput() {
+        // As resnet50 on 2 CPU cores: the second instance measured 2% more throughput and twice the latency.
+        let profile = Profile(
+            model: "m", backend: "test", device: "test", createdAt: "", percentile: 99, durationSeconds: 1,
+            points: [
+                ProfileTests.point(1, 1, throughput: 24.6, p99: 45),
+                ProfileTests.point(1, 8, throughput: 24.0, p99: 330),
+                ProfileTests.point(2, 1, throughput: 25.1, p99: 85),
+                ProfileTests.point(2, 8, throughput: 24.5, p99: 650),
+            ], sloMs: nil)
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(profile: profile, maxBatch: 8, maxInstances: 2, sloMs: 150))
+        #expect(policy.lever == .multiTenancy)
+        #expect(policy.initialConfiguration == ServingConfiguration(batchLimit: 1, instances: 1))
+        let decision = policy.decide(
+            Self.observation(time: 1, tail: 60, slo: 150, current: policy.initialConfiguration))
+        #expect(decision.configuration.instances == 1)
+        #expect(decision.reason.contains("no throughput gain"))
+        // With a 10% gain the same profile starts at, and adds up to, 2.
+        var gaining = profile
+        gaining.points[2].throughput = 27.1
+        let gainingPolicy = DNNScalerPolicy(
+            context: PolicyContext(profile: gaining, maxBatch: 8, maxInstances: 2, sloMs: 150))
+        #expect(gainingPolicy.initialConfiguration.instances == 2)
+    }
+
     // MARK: Clipper AIMD
 
     @Test func clipperAddsFourAndBacksOffByTenPercent() {

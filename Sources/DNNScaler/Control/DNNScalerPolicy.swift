@@ -2,8 +2,10 @@
 /// - batching: every 3 s, bisect the batch limit within [1, 127] so the tail latency sits in
 ///   [0.85 x SLO, SLO]; when the limit sits on a search bound and latency leaves the band, the
 ///   range re-opens (how it follows SLO and load changes);
-/// - multi-tenancy: start with the largest instance count the profile predicts fits the SLO; every
-///   1 s add an instance below the band, remove the newest above the SLO; after a removal, hold
+/// - multi-tenancy: start with the largest instance count the profile predicts fits the SLO (but
+///   not one that the profile measured to add less than 5% throughput: beyond the paper); every
+///   1 s add an instance below the band (unless the profile measured no gain from it), remove the
+///   newest above the SLO; after a removal, hold
 ///   (add nothing) until the tail leaves ±15% of the first latency seen after it; a new instance
 ///   gets 3 s to warm up before the next decision.
 public struct DNNScalerPolicy: ScalingPolicy {
@@ -24,6 +26,12 @@ public struct DNNScalerPolicy: ScalingPolicy {
     public let maxInstances: Int
     /// Seconds a new instance gets before the next decision.
     public let warmupSeconds = 3.0
+    /// An instance is worth adding only when the profile measured at least this much more
+    /// throughput with it (beyond the paper): an instance that adds latency and no throughput is
+    /// never started with nor added.
+    public static let minimumInstanceGain = 1.05
+    /// The profile's batch-1 throughput per measured instance count (empty without a profile).
+    private let profiledThroughput: [Int: Double]
 
     private var searchLow = 1
     private var searchHigh: Int
@@ -37,14 +45,36 @@ public struct DNNScalerPolicy: ScalingPolicy {
         maxBatch = max(1, min(127, context.maxBatch))
         maxInstances = max(1, context.maxInstances)
         searchHigh = maxBatch
+        let throughputs = Self.batchOneThroughput(profile: context.profile)
+        profiledThroughput = throughputs
         switch lever {
         case .batching:
             initialConfiguration = ServingConfiguration(batchLimit: 1, instances: 1)
         case .multiTenancy:
-            let fitting = Self.largestFittingInstances(
+            var fitting = Self.largestFittingInstances(
                 profile: context.profile, sloMs: context.sloMs, maxInstances: maxInstances)
+            while fitting > 1, !Self.instanceAddsThroughput(fitting, throughputs: throughputs) { fitting -= 1 }
             initialConfiguration = ServingConfiguration(batchLimit: 1, instances: fitting)
         }
+    }
+
+    /// The best measured batch-1 throughput per instance count.
+    static func batchOneThroughput(profile: Profile?) -> [Int: Double] {
+        var throughputs: [Int: Double] = [:]
+        for point in profile?.points ?? [] where point.batchSize == 1 {
+            throughputs[point.instances] = max(throughputs[point.instances] ?? 0, point.throughput)
+        }
+        return throughputs
+    }
+
+    /// Whether going from `instances - 1` to `instances` raised the measured throughput by at least
+    /// ``minimumInstanceGain``; `true` when the profile did not measure both counts (the paper's rule
+    /// then decides alone).
+    static func instanceAddsThroughput(_ instances: Int, throughputs: [Int: Double]) -> Bool {
+        guard let with = throughputs[instances], let without = throughputs[instances - 1], without > 0 else {
+            return true
+        }
+        return with >= minimumInstanceGain * without
     }
 
     /// The largest instance count whose batch-1 latency, measured or linearly extrapolated from
@@ -136,6 +166,13 @@ public struct DNNScalerPolicy: ScalingPolicy {
             holdAround = nil
             guard next.instances < maxInstances else {
                 return Decision(configuration: next, reason: "tail \(tailText) below band at the most instances: hold")
+            }
+            guard Self.instanceAddsThroughput(next.instances + 1, throughputs: profiledThroughput) else {
+                return Decision(
+                    configuration: next,
+                    reason:
+                        "tail \(tailText) below band, but the profile shows no throughput gain from "
+                        + "\(next.instances + 1) instances: hold")
             }
             next.instances += 1
             decideAfter = observation.time + warmupSeconds
