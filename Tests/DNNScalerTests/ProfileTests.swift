@@ -123,22 +123,6 @@ import Testing
         #expect(profile.decision.bestOverall != nil)
     }
 
-    @Test func aShortProbeStillRunsTheMinimumBatchesWithinItsCap() throws {
-        // 10 ms a sample: 0.01 s alone would measure one or two batches of 1.
-        let backend = DeadlinePolicyTests.TimedBackend(msPerSample: 10)
-        let settings = ProfilerSettings(
-            batchSizes: [1], instanceCounts: [1], durationSeconds: 0.01, warmupBatches: 0,
-            minimumBatchesPerInstance: 15, maximumDurationSeconds: 5)
-        let point = try Profiler(backend: backend, settings: settings).measure(instances: 1, threads: 1, batchSize: 1)
-        #expect(point.batches >= 15)
-        // The cap wins over the minimum.
-        let capped = ProfilerSettings(
-            batchSizes: [1], instanceCounts: [1], durationSeconds: 0.01, warmupBatches: 0,
-            minimumBatchesPerInstance: 1_000, maximumDurationSeconds: 0.1)
-        let short = try Profiler(backend: backend, settings: capped).measure(instances: 1, threads: 1, batchSize: 1)
-        #expect(short.batches < 100)
-    }
-
     @Test func settingsRejectNonsense() {
         #expect(throws: BackendError.self) { try ProfilerSettings(batchSizes: [0]).validate() }
         #expect(throws: BackendError.self) { try ProfilerSettings(instanceCounts: []).validate() }
