@@ -5,9 +5,8 @@
 /// - multi-tenancy: start with the largest instance count the profile predicts fits the SLO (but
 ///   not one that the profile measured to add less than 5% throughput: beyond the paper); every
 ///   1 s add an instance below the band (unless the profile measured no gain from it), remove the
-///   newest above the SLO; after a removal, hold
-///   (add nothing) until the tail leaves ±15% of the first latency seen after it; a new instance
-///   gets 3 s to warm up before the next decision.
+///   newest above the SLO; after a removal, hold (add nothing) until the tail leaves ±15% of the
+///   first latency seen after it; a new instance gets 3 s to warm up before the next decision.
 public struct DNNScalerPolicy: ScalingPolicy {
     /// `dnnscaler`.
     public let name = PolicyKind.dnnscaler.rawValue

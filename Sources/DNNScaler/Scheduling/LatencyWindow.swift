@@ -33,8 +33,8 @@ public struct LatencyWindow: Sendable {
         return sorted.isEmpty ? nil : LatencySummary.percentile(percentile, ofSorted: sorted)
     }
 
-    /// How far before the end of a control period ``judgingStart(periodStart:notBefore:minimumSamples:)``
-    /// may reach for samples: at low rates a longer span would make the controller slow to react.
+    /// How far before `now` ``judgingStart(periodStart:now:notBefore:minimumSamples:)`` may reach
+    /// for samples: at low rates a longer span would make the controller slow to react.
     public static let judgingLookbackSeconds = 5.0
 
     /// Where a tail percentile should be judged from: `periodStart` (the control period just

@@ -334,10 +334,10 @@ public struct Simulator {
                 next.batchLimit = max(1, next.batchLimit)
                 if next != configuration {
                     changes += 1
-                    // A new instance count takes over after its warm-up; a new batch limit at once.
-                    lastChange =
-                        next.instances != configuration.instances ? time + settings.instanceWarmupSeconds : time
+                    // A new batch limit takes over at once; a new instance count after its warm-up.
+                    lastChange = time
                     if next.instances != configuration.instances {
+                        lastChange = time + settings.instanceWarmupSeconds
                         pendingInstances = next.instances
                         schedule(now + settings.instanceWarmupSeconds * 1000, .switchInstances)
                     }
