@@ -66,7 +66,8 @@ public final class ServedModel: Sendable {
     ) -> any ScalingPolicy {
         let context = PolicyContext(
             profile: profile, maxBatch: metadata.supportsBatching ? options.maxBatchSize : 1,
-            maxInstances: options.maxInstances, sloMs: options.sloMs)
+            maxInstances: options.maxInstances, sloMs: options.sloMs,
+            percentile: options.percentile)
         return PolicyFactory.make(
             options.policy, context: context,
             fixed: ServingConfiguration(

@@ -82,7 +82,8 @@ struct SimulateCommand: ParsableCommand {
         let kind = PolicyKind(rawValue: policy) ?? .dnnscaler
         let context = PolicyContext(
             profile: loaded, maxBatch: maxBatchSize,
-            maxInstances: maxInstances ?? loaded.points.map(\.instances).max() ?? 1, sloMs: sloMs)
+            maxInstances: maxInstances ?? loaded.points.map(\.instances).max() ?? 1, sloMs: sloMs,
+            percentile: percentile)
         let scalingPolicy = PolicyFactory.make(
             kind, context: context, fixed: ServingConfiguration(batchLimit: batchSize, instances: instances))
         let arrivals: ArrivalProcess =

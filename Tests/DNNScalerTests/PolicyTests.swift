@@ -136,11 +136,11 @@ import Testing
             Self.observation(time: 1, tail: 60, slo: 150, current: policy.initialConfiguration))
         #expect(decision.configuration.instances == 1)
         #expect(decision.reason.contains("no throughput gain"))
-        // With a 10% gain the same profile starts at, and adds up to, 2.
+        // With a 10% gain and an SLO that leaves room to wait, the same profile starts at 2.
         var gaining = profile
         gaining.points[2].throughput = 27.1
         let gainingPolicy = DNNScalerPolicy(
-            context: PolicyContext(profile: gaining, maxBatch: 8, maxInstances: 2, sloMs: 150))
+            context: PolicyContext(profile: gaining, maxBatch: 8, maxInstances: 2, sloMs: 600))
         #expect(gainingPolicy.initialConfiguration.instances == 2)
     }
 

@@ -2,11 +2,15 @@
 /// - batching: every 3 s, bisect the batch limit within [1, 127] so the tail latency sits in
 ///   [0.85 x SLO, SLO]; when the limit sits on a search bound and latency leaves the band, the
 ///   range re-opens (how it follows SLO and load changes);
-/// - multi-tenancy: start with the largest instance count the profile predicts fits the SLO (but
-///   not one that the profile measured to add less than 5% throughput: beyond the paper); every
-///   1 s add an instance below the band (unless the profile measured no gain from it), remove the
-///   newest above the SLO; after a removal, hold (add nothing) until the tail leaves ±15% of the
-///   first latency seen after it; a new instance gets 3 s to warm up before the next decision.
+/// - multi-tenancy: start with the largest instance count the profile predicts fits the SLO; every
+///   1 s add an instance below the band, remove the newest above the SLO; after a removal, hold
+///   (add nothing) until the tail leaves ±15% of the first latency seen after it; a new instance
+///   gets 3 s to warm up before the next decision.
+///
+/// Beyond the paper, multi-tenancy neither starts with nor adds an instance that the profile
+/// measured to add less than 5% throughput, nor one that ``InstanceCapacityModel`` predicts to
+/// sustain less load within the SLO than one instance fewer (on a CPU each instance slows the
+/// others, so a count that fits the SLO alone may leave no room for waiting).
 public struct DNNScalerPolicy: ScalingPolicy {
     /// `dnnscaler`.
     public let name = PolicyKind.dnnscaler.rawValue
@@ -31,6 +35,8 @@ public struct DNNScalerPolicy: ScalingPolicy {
     public static let minimumInstanceGain = 1.05
     /// The profile's batch-1 throughput per measured instance count (empty without a profile).
     private let profiledThroughput: [Int: Double]
+    /// The load each instance count is predicted to sustain within the SLO.
+    private let capacity: InstanceCapacityModel
 
     private var searchLow = 1
     private var searchHigh: Int
@@ -48,10 +54,16 @@ public struct DNNScalerPolicy: ScalingPolicy {
         profiledThroughput = throughputs
         switch lever {
         case .batching:
+            capacity = InstanceCapacityModel(profile: nil, maxInstances: 1, sloMs: context.sloMs, percentile: 99)
             initialConfiguration = ServingConfiguration(batchLimit: 1, instances: 1)
         case .multiTenancy:
+            let model = InstanceCapacityModel(
+                profile: context.profile, maxInstances: maxInstances, sloMs: context.sloMs,
+                percentile: context.percentile)
+            capacity = model
             var fitting = Self.largestFittingInstances(
                 profile: context.profile, sloMs: context.sloMs, maxInstances: maxInstances)
+            fitting = min(fitting, model.bestInstances ?? fitting)
             while fitting > 1, !Self.instanceAddsThroughput(fitting, throughputs: throughputs) { fitting -= 1 }
             initialConfiguration = ServingConfiguration(batchLimit: 1, instances: fitting)
         }
@@ -172,6 +184,13 @@ public struct DNNScalerPolicy: ScalingPolicy {
                     reason:
                         "tail \(tailText) below band, but the profile shows no throughput gain from "
                         + "\(next.instances + 1) instances: hold")
+            }
+            guard capacity.instanceAddsSustainableLoad(next.instances + 1) else {
+                return Decision(
+                    configuration: next,
+                    reason:
+                        "tail \(tailText) below band, but \(next.instances + 1) instances are predicted to sustain "
+                        + "less load within the SLO: hold")
             }
             next.instances += 1
             decideAfter = observation.time + warmupSeconds

@@ -107,13 +107,16 @@ public struct PolicyContext: Sendable {
     public var maxInstances: Int
     /// The SLO in ms.
     public var sloMs: Double
+    /// The latency percentile the SLO is about (99 for p99).
+    public var percentile: Double
 
     /// Creates a context.
-    public init(profile: Profile?, maxBatch: Int, maxInstances: Int, sloMs: Double) {
+    public init(profile: Profile?, maxBatch: Int, maxInstances: Int, sloMs: Double, percentile: Double = 99) {
         self.profile = profile
         self.maxBatch = maxBatch
         self.maxInstances = maxInstances
         self.sloMs = sloMs
+        self.percentile = percentile
     }
 }
 

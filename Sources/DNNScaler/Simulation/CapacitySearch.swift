@@ -56,7 +56,7 @@ public struct CapacitySearch: Sendable {
     public func probe(rate: Double) -> SimulationResult {
         let context = PolicyContext(
             profile: profile, maxBatch: maxBatch, maxInstances: profile.points.map(\.instances).max() ?? 1,
-            sloMs: sloMs)
+            sloMs: sloMs, percentile: steeringPercentile)
         var simulator = Simulator(
             profile: profile, policy: PolicyFactory.make(policy, context: context),
             settings: SimulationSettings(
