@@ -88,6 +88,12 @@ def main():
                         final = describe_configuration(server.configuration(model))
                         status = server.status(model) or {}
                         modes[name].append((status.get("profile") or {}).get("mode", "-"))
+                        if kind == "policy":
+                            decisions = status.get("decisions") or []
+                            shown = [d for d in decisions if d.get("changed")][-2:] + decisions[-1:]
+                            log(f"    profile chose {modes[name][-1]}; of the last 10 decisions, changes and the last:")
+                            for decision in shown:
+                                log(f"      t={decision.get('time_s', 0):.0f}s {decision.get('reason', '?')}")
                     runs[name].append(result["sustained_rate"])
                     finals[name].append(final)
                     log(f"  -> {result['sustained_rate']:.1f}/s, server ends at {final}")

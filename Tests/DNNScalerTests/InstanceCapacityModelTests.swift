@@ -4,7 +4,8 @@ import Testing
 
 /// The queueing prediction that ranks instance counts by the load they sustain within the SLO.
 @Suite struct InstanceCapacityModelTests {
-    static func point(_ instances: Int, _ batch: Int, throughput: Double, meanMs: Double, p99Ms: Double) -> ProfilePoint {
+    static func point(_ instances: Int, _ batch: Int, throughput: Double, meanMs: Double, p99Ms: Double) -> ProfilePoint
+    {
         ProfilePoint(
             instances: instances, threadsPerInstance: max(1, 2 / instances), batchSize: batch, throughput: throughput,
             latencyMs: LatencySummary(mean: meanMs, p50: meanMs, p95: p99Ms, p99: p99Ms, atPercentile: p99Ms),
@@ -64,5 +65,32 @@ import Testing
         let loose = DNNScalerPolicy(
             context: PolicyContext(profile: Self.cpuLike, maxBatch: 8, maxInstances: 2, sloMs: 2000))
         #expect(loose.initialConfiguration.instances == 2)
+    }
+
+    @Test func thePredictedTailGrowsWithTheLoadAndStaysAboveTheServiceTime() {
+        let model = InstanceCapacityModel(profile: Self.cpuLike, maxInstances: 2, sloMs: 150, percentile: 99)
+        let light = model.predictedTailMs(instances: 1, ratePerSecond: 2, percentile: 99) ?? 0
+        let heavy = model.predictedTailMs(instances: 1, ratePerSecond: 20, percentile: 99) ?? 0
+        #expect(light >= 1000 / 24.6 && light < heavy)
+        // At or past the instances' throughput the queue has no steady state.
+        #expect(model.predictedTailMs(instances: 1, ratePerSecond: 30, percentile: 99) == nil)
+    }
+
+    @Test func aServedTailFarAboveThePredictionHandsTheDecisionBackToThePapersRule() {
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(profile: Self.cpuLike, maxBatch: 8, maxInstances: 2, sloMs: 150))
+        let start = policy.initialConfiguration
+        func observed(_ time: Double, tail: Double) -> Observation {
+            Observation(time: time, tailLatencyMs: tail, completed: 200, arrivalRate: 8, sloMs: 150, current: start)
+        }
+        // Near the prediction (about 130 ms at 8 requests/s): trusted, and no second instance.
+        var decision = policy.decide(observed(1, tail: 100))
+        #expect(policy.trustsCapacityPrediction)
+        #expect(decision.configuration.instances == 1)
+        // Twice the prediction: the profile misjudges this machine; the paper's start (2) takes over.
+        decision = policy.decide(observed(2, tail: 200))
+        #expect(!policy.trustsCapacityPrediction)
+        #expect(decision.configuration.instances == 2)
+        #expect(decision.reason.contains("the paper's rule decides"))
     }
 }

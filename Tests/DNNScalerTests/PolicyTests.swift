@@ -36,15 +36,16 @@ import Testing
         #expect(policy.period == 3)
         var current = policy.initialConfiguration
         #expect(current == ServingConfiguration(batchLimit: 1, instances: 1))
-        // Below the band: 1 -> 64 (midpoint of 1..127).
+        // Below the band: 1 -> 34, the midpoint of 1 and 67, the largest batch whose profiled mean
+        // time fits the SLO (5 ms at batch 1, 15 at 8, extrapolated: 99.3 ms at 67).
         current = policy.decide(Self.observation(time: 3, tail: 20, current: current)).configuration
-        #expect(current.batchLimit == 64)
-        // Above the SLO: bisect down between 1 and 64.
+        #expect(current.batchLimit == 34)
+        // Above the SLO: bisect down between 1 and 34.
         current = policy.decide(Self.observation(time: 6, tail: 150, current: current)).configuration
-        #expect(current.batchLimit == 32)
-        // Below the band again: up between 32 and 64.
+        #expect(current.batchLimit == 17)
+        // Below the band again: up between 17 and 34.
         current = policy.decide(Self.observation(time: 9, tail: 50, current: current)).configuration
-        #expect(current.batchLimit == 48)
+        #expect(current.batchLimit == 26)
         // In the band: hold.
         let hold = policy.decide(Self.observation(time: 12, tail: 90, current: current))
         #expect(hold.configuration == current)
@@ -55,18 +56,35 @@ import Testing
         var policy = DNNScalerPolicy(
             context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 127, maxInstances: 4, sloMs: 100))
         var current = ServingConfiguration(batchLimit: 1, instances: 1)
-        current = policy.decide(Self.observation(time: 3, tail: 20, current: current)).configuration  // 64
-        current = policy.decide(Self.observation(time: 6, tail: 150, current: current)).configuration  // 32
-        current = policy.decide(Self.observation(time: 9, tail: 150, current: current)).configuration  // 16
-        #expect(current.batchLimit == 16)
+        current = policy.decide(Self.observation(time: 3, tail: 20, current: current)).configuration  // 34
+        current = policy.decide(Self.observation(time: 6, tail: 150, current: current)).configuration  // 17
+        current = policy.decide(Self.observation(time: 9, tail: 150, current: current)).configuration  // 9
+        #expect(current.batchLimit == 9)
         // The SLO rises to 400 ms: the same latency is now far below the band; the search must be
-        // able to go past its old upper bound (32), not just bisect inside [16, 32].
+        // able to go past its old upper bound (17) and the old SLO's largest fitting batch (67),
+        // not just bisect inside [9, 17].
         for step in 0..<6 {
             current =
                 policy.decide(Self.observation(time: 12 + Double(step) * 3, tail: 150, slo: 400, current: current))
                 .configuration
         }
         #expect(current.batchLimit > 64)
+    }
+
+    @Test func batchingNeverSearchesPastTheLargestBatchThatFitsTheSLO() {
+        // 5 ms at batch 1, 15 ms at 8: at a 20 ms SLO no batch above 11 fits (5 + 10/7 per sample).
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 127, maxInstances: 4, sloMs: 20))
+        var current = policy.initialConfiguration
+        var limits: [Int] = []
+        for step in 1...8 {
+            current =
+                policy.decide(Self.observation(time: Double(step) * 3, tail: 2, slo: 20, current: current))
+                .configuration
+            limits.append(current.batchLimit)
+        }
+        #expect(limits.max() == 11)
+        #expect(limits.last == 11)
     }
 
     @Test func batchingFollowsALoadIncreaseDownToBatchOne() {

@@ -7,10 +7,17 @@
 ///   (add nothing) until the tail leaves ±15% of the first latency seen after it; a new instance
 ///   gets 3 s to warm up before the next decision.
 ///
-/// Beyond the paper, multi-tenancy neither starts with nor adds an instance that the profile
+/// Beyond the paper, batching searches only up to the largest batch whose profiled mean batch time
+/// fits the SLO: a larger one can never sit in the band, and at a light load (batches do not fill,
+/// the tail stays below the band) the paper's bisection would raise the limit there at once, so that
+/// a later burst forms a batch that alone breaks the SLO. Multi-tenancy neither starts with nor adds an instance that the profile
 /// measured to add less than 5% throughput, nor one that ``InstanceCapacityModel`` predicts to
 /// sustain less load within the SLO than one instance fewer (on a CPU each instance slows the
-/// others, so a count that fits the SLO alone may leave no room for waiting).
+/// others, so a count that fits the SLO alone may leave no room for waiting). The prediction is
+/// trusted while the served tail stays within ``distrustRatio`` of what it predicts for the
+/// current count and load; once the served tail is further off (the profile, measured in isolation,
+/// misjudges the machine under network load), the paper's rule decides alone from then on,
+/// starting again from the paper's instance count.
 public struct DNNScalerPolicy: ScalingPolicy {
     /// `dnnscaler`.
     public let name = PolicyKind.dnnscaler.rawValue
@@ -23,8 +30,10 @@ public struct DNNScalerPolicy: ScalingPolicy {
 
     /// The lever the profile chose.
     public let lever: ScalingMode
-    /// The upper end of the batch search (the paper's 127, or less if the model allows less).
+    /// The upper end of the batch search: the paper's 127, or less if the model allows less.
     public let maxBatch: Int
+    /// The profile's batch times, which cap the search at the largest batch that fits the SLO.
+    private let batchTimes: ServiceTimeModel?
     /// The most instances.
     public let maxInstances: Int
     /// Seconds a new instance gets before the next decision.
@@ -37,6 +46,17 @@ public struct DNNScalerPolicy: ScalingPolicy {
     private let profiledThroughput: [Int: Double]
     /// The load each instance count is predicted to sustain within the SLO.
     private let capacity: InstanceCapacityModel
+    /// The percentile the SLO is about.
+    private let percentile: Double
+    /// The paper's multi-tenancy start: the largest fitting count (without the capacity prediction).
+    private let paperInstances: Int
+    /// Whether the capacity prediction still steers (see ``distrustRatio``).
+    public private(set) var trustsCapacityPrediction: Bool
+    /// The served tail, over this multiple of the tail predicted for the current count at the
+    /// current arrival rate, ends the trust in the prediction. The in-process profile predicts
+    /// resnet50's served p99 on 2 cores within 0.8-1.0x, squeezenet's (1 instance x 2 threads)
+    /// at 1.4-2.0x of it (bench/README.md, sim_vs_real).
+    public static let distrustRatio = 1.4
 
     private var searchLow = 1
     private var searchHigh: Int
@@ -48,13 +68,19 @@ public struct DNNScalerPolicy: ScalingPolicy {
     public init(context: PolicyContext) {
         lever = context.profile?.decision.mode ?? .batching
         maxBatch = max(1, min(127, context.maxBatch))
+        batchTimes = context.profile.flatMap { profile in
+            profile.points.contains { $0.instances == 1 } ? ServiceTimeModel(profile: profile) : nil
+        }
         maxInstances = max(1, context.maxInstances)
-        searchHigh = maxBatch
+        searchHigh = max(1, min(127, context.maxBatch))
         let throughputs = Self.batchOneThroughput(profile: context.profile)
         profiledThroughput = throughputs
+        percentile = context.percentile
         switch lever {
         case .batching:
             capacity = InstanceCapacityModel(profile: nil, maxInstances: 1, sloMs: context.sloMs, percentile: 99)
+            paperInstances = 1
+            trustsCapacityPrediction = false
             initialConfiguration = ServingConfiguration(batchLimit: 1, instances: 1)
         case .multiTenancy:
             let model = InstanceCapacityModel(
@@ -63,10 +89,19 @@ public struct DNNScalerPolicy: ScalingPolicy {
             capacity = model
             var fitting = Self.largestFittingInstances(
                 profile: context.profile, sloMs: context.sloMs, maxInstances: maxInstances)
-            fitting = min(fitting, model.bestInstances ?? fitting)
             while fitting > 1, !Self.instanceAddsThroughput(fitting, throughputs: throughputs) { fitting -= 1 }
-            initialConfiguration = ServingConfiguration(batchLimit: 1, instances: fitting)
+            paperInstances = fitting
+            trustsCapacityPrediction = model.bestInstances != nil
+            initialConfiguration = ServingConfiguration(
+                batchLimit: 1, instances: min(fitting, model.bestInstances ?? fitting))
         }
+    }
+
+    /// The largest batch whose profiled mean time at 1 instance (interpolated between the measured
+    /// batch sizes) fits `sloMs`, at most ``maxBatch``; ``maxBatch`` without a profile.
+    func largestFittingBatch(sloMs: Double) -> Int {
+        guard let batchTimes else { return maxBatch }
+        return (1...maxBatch).last { batchTimes.batchMs(instances: 1, batch: $0) <= sloMs } ?? 1
     }
 
     /// The best measured batch-1 throughput per instance count.
@@ -125,9 +160,13 @@ public struct DNNScalerPolicy: ScalingPolicy {
         let batch = next.batchLimit
         let tailText = ClipperAIMDPolicy.ms(tail)
         if tail < observation.bandLowMs {
-            if batch >= searchHigh { searchHigh = maxBatch }  // on the upper bound: re-open the range
+            let fitting = largestFittingBatch(sloMs: observation.sloMs)
+            if batch >= searchHigh { searchHigh = fitting }  // on the upper bound: re-open the range
+            searchHigh = min(searchHigh, fitting)
             guard batch < searchHigh else {
-                return Decision(configuration: next, reason: "tail \(tailText) below band at the largest batch: hold")
+                return Decision(
+                    configuration: next,
+                    reason: "tail \(tailText) below band at the largest batch that fits the SLO: hold")
             }
             searchLow = batch
             next.batchLimit = (batch + searchHigh + 1) / 2
@@ -161,6 +200,24 @@ public struct DNNScalerPolicy: ScalingPolicy {
             holdAround = tail
             awaitingHoldReference = false
         }
+        if trustsCapacityPrediction, let served = observation.tailLatencyMs,
+            let predicted = capacity.predictedTailMs(
+                instances: next.instances, ratePerSecond: observation.arrivalRate, percentile: percentile),
+            served > Self.distrustRatio * predicted
+        {
+            // The profile misjudges this machine: from now on the paper's rule decides alone.
+            trustsCapacityPrediction = false
+            let reason =
+                "tail \(tailText) is over \(Self.distrustRatio)x the \(ClipperAIMDPolicy.ms(predicted)) predicted for "
+                + "\(next.instances) instance(s) at \(Int(observation.arrivalRate.rounded())) requests/s: "
+                + "the paper's rule decides from now on"
+            if paperInstances > next.instances {
+                next.instances = paperInstances
+                decideAfter = observation.time + warmupSeconds
+                return Decision(configuration: next, reason: reason + ", starting at \(paperInstances) instances")
+            }
+            return Decision(configuration: next, reason: reason)
+        }
         if tail > observation.sloMs {
             guard next.instances > 1 else {
                 return Decision(configuration: next, reason: "tail \(tailText) above SLO with 1 instance: hold")
@@ -185,7 +242,7 @@ public struct DNNScalerPolicy: ScalingPolicy {
                         "tail \(tailText) below band, but the profile shows no throughput gain from "
                         + "\(next.instances + 1) instances: hold")
             }
-            guard capacity.instanceAddsSustainableLoad(next.instances + 1) else {
+            guard !trustsCapacityPrediction || capacity.instanceAddsSustainableLoad(next.instances + 1) else {
                 return Decision(
                     configuration: next,
                     reason:

@@ -15,6 +15,8 @@ import Foundation
 public struct InstanceCapacityModel: Sendable {
     /// The predicted sustainable arrival rate (requests/s) per instance count, 1 through the most.
     public let sustainableRates: [Int: Double]
+    /// The time (ms) one instance takes per request, per instance count, 1 through the most.
+    public let serviceMs: [Int: Double]
 
     /// Predicts the rates of 1 through `maxInstances` instances; empty without a profile.
     public init(profile: Profile?, maxInstances: Int, sloMs: Double, percentile: Double) {
@@ -28,9 +30,11 @@ public struct InstanceCapacityModel: Sendable {
         let measured = serviceByCount.sorted { $0.key < $1.key }.map { (Double($0.key), $0.value) }
         guard !measured.isEmpty else {
             sustainableRates = [:]
+            self.serviceMs = [:]
             return
         }
         var rates: [Int: Double] = [:]
+        var services: [Int: Double] = [:]
         for instances in 1...max(1, maxInstances) {
             // Measured, or piecewise-linear between and beyond the measured counts.
             let serviceMs =
@@ -38,10 +42,12 @@ public struct InstanceCapacityModel: Sendable {
                 ?? (measured.count > 1
                     ? ServiceTimeModel.interpolate(measured, at: Double(instances))
                     : measured[0].1 * Double(instances) / measured[0].0)
+            services[instances] = serviceMs
             rates[instances] = Self.sustainableRate(
                 serviceMs: serviceMs, instances: instances, sloMs: sloMs, percentile: percentile)
         }
         sustainableRates = rates
+        self.serviceMs = services
     }
 
     /// The instance count that sustains the most load (the fewest among counts within 1% of the
@@ -60,41 +66,55 @@ public struct InstanceCapacityModel: Sendable {
         return with > without
     }
 
+    /// The percentile of latency (waiting included, ms) that `instances` instances are predicted to
+    /// give at `ratePerSecond` Poisson arrivals; `nil` when the count was not predicted or the rate
+    /// reaches their throughput (the queue then grows without bound).
+    public func predictedTailMs(instances: Int, ratePerSecond: Double, percentile: Double) -> Double? {
+        guard let serviceMs = serviceMs[instances], ratePerSecond > 0,
+            ratePerSecond < 1000 * Double(instances) / serviceMs
+        else { return nil }
+        var latencies = Self.latencies(
+            serviceMs: serviceMs, instances: instances, ratePerMs: ratePerSecond / 1000, unitGaps: Self.unitGaps)
+        latencies.sort()
+        let rank = Int((Double(latencies.count) * percentile / 100).rounded(.up)) - 1
+        return latencies[min(max(rank, 0), latencies.count - 1)]
+    }
+
     /// The highest Poisson arrival rate at which `instances` FCFS servers taking `serviceMs` each
     /// keep the `percentile` of latency within `sloMs`; 0 when one request alone does not fit.
-    /// A bisection over the rate on `requests` simulated arrivals (the same seeded arrivals, scaled,
-    /// at every rate).
-    public static func sustainableRate(
-        serviceMs: Double, instances: Int, sloMs: Double, percentile: Double, requests: Int = 4000
-    ) -> Double {
-        guard serviceMs > 0, serviceMs <= sloMs, instances > 0, requests > 0 else { return 0 }
-        var generator = SplitMix64(seed: 0x5EED)
-        // Unit-rate exponential gaps: at rate r each gap is gap / r.
-        let unitGaps = (0..<requests).map { _ in -log1p(-Double.random(in: 0..<1, using: &generator)) }
-        let allowedMisses = Int((Double(requests) * (1 - percentile / 100)).rounded(.down))
-        func sustains(_ ratePerMs: Double) -> Bool {
-            var freeAt = [Double](repeating: 0, count: instances)
-            var now = 0.0
-            var misses = 0
-            for gap in unitGaps {
-                now += gap / ratePerMs
-                var earliest = 0
-                for index in 1..<instances where freeAt[index] < freeAt[earliest] { earliest = index }
-                let start = max(now, freeAt[earliest])
-                freeAt[earliest] = start + serviceMs
-                if start + serviceMs - now > sloMs {
-                    misses += 1
-                    if misses > allowedMisses { return false }
-                }
-            }
-            return true
-        }
+    /// A bisection over the rate on simulated arrivals (the same seeded arrivals, scaled, at every
+    /// rate).
+    public static func sustainableRate(serviceMs: Double, instances: Int, sloMs: Double, percentile: Double) -> Double {
+        guard serviceMs > 0, serviceMs <= sloMs, instances > 0 else { return 0 }
+        let allowedMisses = Int((Double(unitGaps.count) * (1 - percentile / 100)).rounded(.down))
         var low = 0.0
         var high = Double(instances) / serviceMs  // saturation, per ms
         for _ in 0..<24 {
             let middle = (low + high) / 2
-            if sustains(middle) { low = middle } else { high = middle }
+            let misses = latencies(serviceMs: serviceMs, instances: instances, ratePerMs: middle, unitGaps: unitGaps)
+                .count(where: { $0 > sloMs })
+            if misses <= allowedMisses { low = middle } else { high = middle }
         }
         return low * 1000
+    }
+
+    /// 4000 unit-rate exponential gaps from a fixed seed: at rate r each gap is gap / r.
+    static let unitGaps: [Double] = {
+        var generator = SplitMix64(seed: 0x5EED)
+        return (0..<4000).map { _ in -log1p(-Double.random(in: 0..<1, using: &generator)) }
+    }()
+
+    /// Per arrival, its latency (waiting plus `serviceMs`) at `instances` first-come-first-served servers.
+    static func latencies(serviceMs: Double, instances: Int, ratePerMs: Double, unitGaps: [Double]) -> [Double] {
+        var freeAt = [Double](repeating: 0, count: instances)
+        var now = 0.0
+        return unitGaps.map { gap in
+            now += gap / ratePerMs
+            var earliest = 0
+            for index in 1..<instances where freeAt[index] < freeAt[earliest] { earliest = index }
+            let start = max(now, freeAt[earliest])
+            freeAt[earliest] = start + serviceMs
+            return start + serviceMs - now
+        }
     }
 }
