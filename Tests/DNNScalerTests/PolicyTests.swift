@@ -136,6 +136,29 @@ import Testing
         #expect(current.instances == 2)
     }
 
+    @Test func multiTenancyUndoesARemovalThatMadeTheTailWorseAndRestsRemovals() {
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(
+                profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 2, sloMs: 30))
+        var current = ServingConfiguration(batchLimit: 1, instances: 2)
+        current = policy.decide(Self.observation(time: 1, tail: 35, slo: 30, current: current)).configuration
+        #expect(current.instances == 1)
+        // One instance fewer made it worse: queueing, not execution time. Back to 2.
+        let undo = policy.decide(Self.observation(time: 2, tail: 60, slo: 30, current: current))
+        #expect(undo.configuration.instances == 2)
+        #expect(undo.reason.contains("before the removal"))
+        current = undo.configuration
+        // Above the SLO again within the rest: hold instead of removing (3 s warm-up first).
+        let rest = policy.decide(Self.observation(time: 6, tail: 35, slo: 30, current: current))
+        #expect(rest.configuration.instances == 2)
+        #expect(rest.reason.contains("made it worse"))
+        // After 30 s removals come back; a removal that helps stays.
+        current = policy.decide(Self.observation(time: 40, tail: 35, slo: 30, current: current)).configuration
+        #expect(current.instances == 1)
+        current = policy.decide(Self.observation(time: 41, tail: 25, slo: 30, current: current)).configuration
+        #expect(current.instances == 1)
+    }
+
     @Test func multiTenancyNeitherStartsWithNorAddsAnInstanceThatAddsNoThroughput() {
         // As resnet50 on 2 CPU cores: the second instance measured 2% more throughput and twice the latency.
         let profile = Profile(

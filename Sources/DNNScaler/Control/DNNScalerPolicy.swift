@@ -7,17 +7,20 @@
 ///   (add nothing) until the tail leaves ±15% of the first latency seen after it; a new instance
 ///   gets 3 s to warm up before the next decision.
 ///
-/// Beyond the paper, batching searches only up to the largest batch whose profiled mean batch time
-/// fits the SLO: a larger one can never sit in the band, and at a light load (batches do not fill,
-/// the tail stays below the band) the paper's bisection would raise the limit there at once, so that
-/// a later burst forms a batch that alone breaks the SLO. Multi-tenancy neither starts with nor adds an instance that the profile
-/// measured to add less than 5% throughput, nor one that ``InstanceCapacityModel`` predicts to
-/// sustain less load within the SLO than one instance fewer (on a CPU each instance slows the
-/// others, so a count that fits the SLO alone may leave no room for waiting). The prediction is
-/// trusted while the served tail stays within ``distrustRatio`` of what it predicts for the
-/// current count and load; once the served tail is further off (the profile, measured in isolation,
-/// misjudges the machine under network load), the paper's rule decides alone from then on,
-/// starting again from the paper's instance count.
+/// Beyond the paper:
+/// - batching searches only up to the largest batch whose profiled mean batch time fits the SLO: a
+///   larger one can never sit in the band, and at a light load (batches do not fill, the tail stays
+///   below the band) the paper's bisection would raise the limit there at once, so that a later
+///   burst forms a batch that alone breaks the SLO;
+/// - multi-tenancy neither starts with nor adds an instance that the profile measured to add less
+///   than 5% throughput, nor one that ``InstanceCapacityModel`` predicts to sustain less load within
+///   the SLO than one instance fewer (on a CPU each instance slows the others, so a count that fits
+///   the SLO alone may leave no room for waiting). The prediction is trusted while the served tail
+///   stays within ``distrustRatio`` of what it predicts for the current count and load; once the
+///   served tail is further off (the profile, measured in isolation, misjudges the machine under
+///   network load), the paper's rule decides alone from then on, starting from the paper's count;
+/// - a removal after which the tail is above the SLO and worse than before is undone (the tail came
+///   from queueing or noise, not from execution time), and removals rest for 30 s.
 public struct DNNScalerPolicy: ScalingPolicy {
     /// `dnnscaler`.
     public let name = PolicyKind.dnnscaler.rawValue
@@ -63,6 +66,14 @@ public struct DNNScalerPolicy: ScalingPolicy {
     private var decideAfter = 0.0
     private var holdAround: Double?
     private var awaitingHoldReference = false
+    /// The last removal, until the first decision after it: the count it left and the tail that
+    /// triggered it.
+    private var lastRemoval: (instances: Int, tail: Double)?
+    /// No instance is removed before this time (seconds): a removal that made the tail worse was
+    /// undone, and on a noisy machine the same removal would otherwise come straight back.
+    private var removalsAfter = 0.0
+    /// Seconds removals rest after an undone one.
+    public let removalCooldownSeconds = 30.0
 
     /// Creates the policy from the profile in `context` (batching when there is none).
     public init(context: PolicyContext) {
@@ -200,6 +211,22 @@ public struct DNNScalerPolicy: ScalingPolicy {
             holdAround = tail
             awaitingHoldReference = false
         }
+        if let removal = lastRemoval {
+            lastRemoval = nil
+            if tail > observation.sloMs, tail > removal.tail {
+                // Beyond the paper: the tail came from queueing (or noise), not from the instances'
+                // execution time, and fewer instances made it worse. Undo, and rest removals.
+                next.instances = removal.instances
+                holdAround = nil
+                removalsAfter = observation.time + removalCooldownSeconds
+                decideAfter = observation.time + warmupSeconds
+                return Decision(
+                    configuration: next,
+                    reason:
+                        "tail \(tailText) worse than \(ClipperAIMDPolicy.ms(removal.tail)) before the removal: "
+                        + "back to \(removal.instances) instances")
+            }
+        }
         if trustsCapacityPrediction, let served = observation.tailLatencyMs,
             let predicted = capacity.predictedTailMs(
                 instances: next.instances, ratePerSecond: observation.arrivalRate, percentile: percentile),
@@ -222,6 +249,11 @@ public struct DNNScalerPolicy: ScalingPolicy {
             guard next.instances > 1 else {
                 return Decision(configuration: next, reason: "tail \(tailText) above SLO with 1 instance: hold")
             }
+            guard observation.time >= removalsAfter else {
+                return Decision(
+                    configuration: next, reason: "tail \(tailText) above SLO, but a removal made it worse: hold")
+            }
+            lastRemoval = (next.instances, tail)
             next.instances -= 1
             awaitingHoldReference = true
             holdAround = nil
