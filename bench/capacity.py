@@ -91,7 +91,11 @@ def main():
                         if kind == "policy":
                             decisions = status.get("decisions") or []
                             shown = [d for d in decisions if d.get("changed")][-2:] + decisions[-1:]
-                            log(f"    profile chose {modes[name][-1]}; of the last 10 decisions, changes and the last:")
+                            profile = status.get("profile") or {}
+                            log(f"    profile chose {modes[name][-1]} (gains: batching "
+                                f"{profile.get('batching_gain', 0):.3f}, multi-tenancy "
+                                f"{profile.get('multi_tenancy_gain', 0):.3f}); of the last 10 decisions, "
+                                "changes and the last:")
                             for decision in shown:
                                 log(f"      t={decision.get('time_s', 0):.0f}s {decision.get('reason', '?')}")
                     runs[name].append(result["sustained_rate"])

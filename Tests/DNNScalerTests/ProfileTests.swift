@@ -49,6 +49,18 @@ import Testing
         #expect(decision.bestInMode?.instances == 4)
     }
 
+    @Test func batchingMustGainClearlyMoreThanMultiTenancy() {
+        // resnet50 on 2 cores: both levers within a few percent of 1; batching 2% ahead.
+        let close = [
+            Self.point(1, 1, throughput: 24.0, p99: 45), Self.point(1, 8, throughput: 25.0, p99: 330),
+            Self.point(2, 1, throughput: 24.5, p99: 85),
+        ]
+        #expect(ProfileDecision(points: close, sloMs: 150).mode == .multiTenancy)
+        var clear = close
+        clear[1].throughput = 26.5
+        #expect(ProfileDecision(points: clear, sloMs: 150).mode == .batching)
+    }
+
     @Test func sloPicksTheBestConfigurationThatFits() {
         let decision = ProfileDecision(points: Self.batchingFriendly, sloMs: 35)
         #expect(decision.bestInMode?.batchSize == 4)
@@ -121,6 +133,22 @@ import Testing
             #expect(point.residentMemoryBytes > 0)
         }
         #expect(profile.decision.bestOverall != nil)
+    }
+
+    @Test func aShortProbeStillRunsTheMinimumBatchesWithinItsCap() throws {
+        // 10 ms a sample: 0.01 s alone would measure one or two batches of 1.
+        let backend = DeadlinePolicyTests.TimedBackend(msPerSample: 10)
+        let settings = ProfilerSettings(
+            batchSizes: [1], instanceCounts: [1], durationSeconds: 0.01, warmupBatches: 0,
+            minimumBatchesPerInstance: 15, maximumDurationSeconds: 5)
+        let point = try Profiler(backend: backend, settings: settings).measure(instances: 1, threads: 1, batchSize: 1)
+        #expect(point.batches >= 15)
+        // The cap wins over the minimum.
+        let capped = ProfilerSettings(
+            batchSizes: [1], instanceCounts: [1], durationSeconds: 0.01, warmupBatches: 0,
+            minimumBatchesPerInstance: 1_000, maximumDurationSeconds: 0.1)
+        let short = try Profiler(backend: backend, settings: capped).measure(instances: 1, threads: 1, batchSize: 1)
+        #expect(short.batches < 100)
     }
 
     @Test func settingsRejectNonsense() {

@@ -17,12 +17,20 @@ public struct ProfilerSettings: Sendable {
     public var percentile: Double
     /// The SLO to judge configurations against, if any.
     public var sloMs: Double?
+    /// Batches each instance runs at least, even past `durationSeconds` (0: none): a short probe of
+    /// a slow model otherwise judges a configuration by a handful of batches.
+    public var minimumBatchesPerInstance: Int
+    /// The longest a point may run to reach `minimumBatchesPerInstance`, in seconds.
+    public var maximumDurationSeconds: Double
 
     /// Creates settings; the defaults are `dnnscaler profile`'s.
     public init(
         batchSizes: [Int] = [1, 2, 4, 8, 16, 32], instanceCounts: [Int] = [1, 2], threadsPerInstance: Int? = nil,
-        durationSeconds: Double = 5, warmupBatches: Int = 2, percentile: Double = 99, sloMs: Double? = nil
+        durationSeconds: Double = 5, warmupBatches: Int = 2, percentile: Double = 99, sloMs: Double? = nil,
+        minimumBatchesPerInstance: Int = 0, maximumDurationSeconds: Double? = nil
     ) {
+        self.minimumBatchesPerInstance = minimumBatchesPerInstance
+        self.maximumDurationSeconds = max(durationSeconds, maximumDurationSeconds ?? durationSeconds)
         self.batchSizes = batchSizes
         self.instanceCounts = instanceCounts
         self.threadsPerInstance = threadsPerInstance
@@ -131,13 +139,15 @@ public struct Profiler: Sendable {
         let results = Mutex<(latencies: [Double], error: BackendError?, end: ContinuousClock.Instant?)>(([], nil, nil))
         let start = clock.now
         let deadline = start.advanced(by: .milliseconds(Int64(settings.durationSeconds * 1000)))
+        let hardDeadline = start.advanced(by: .milliseconds(Int64(settings.maximumDurationSeconds * 1000)))
+        let minimumBatches = settings.minimumBatchesPerInstance
         let finished = DispatchGroup()
         for session in sessions {
             finished.enter()
             let thread = Thread {
                 var latencies: [Double] = []
                 var failure: BackendError?
-                while clock.now < deadline {
+                while clock.now < deadline || (latencies.count < minimumBatches && clock.now < hardDeadline) {
                     let before = clock.now
                     do throws(BackendError) {
                         _ = try session.run(inputs, outputNames: nil)
