@@ -83,8 +83,8 @@ public struct DNNScalerPolicy: ScalingPolicy {
             profile.points.contains { $0.instances == 1 } ? ServiceTimeModel(profile: profile) : nil
         }
         maxInstances = max(1, context.maxInstances)
-        searchHigh = max(1, min(127, context.maxBatch))
-        let throughputs = Self.batchOneThroughput(profile: context.profile)
+        searchHigh = maxBatch
+        let throughputs = InstanceCapacityModel.batchOneThroughput(profile: context.profile)
         profiledThroughput = throughputs
         percentile = context.percentile
         switch lever {
@@ -113,15 +113,6 @@ public struct DNNScalerPolicy: ScalingPolicy {
     func largestFittingBatch(sloMs: Double) -> Int {
         guard let batchTimes else { return maxBatch }
         return (1...maxBatch).last { batchTimes.batchMs(instances: 1, batch: $0) <= sloMs } ?? 1
-    }
-
-    /// The best measured batch-1 throughput per instance count.
-    static func batchOneThroughput(profile: Profile?) -> [Int: Double] {
-        var throughputs: [Int: Double] = [:]
-        for point in profile?.points ?? [] where point.batchSize == 1 {
-            throughputs[point.instances] = max(throughputs[point.instances] ?? 0, point.throughput)
-        }
-        return throughputs
     }
 
     /// Whether going from `instances - 1` to `instances` raised the measured throughput by at least

@@ -3,15 +3,16 @@ import Foundation
 /// Predicts, from a profile, how much open-loop load k instances at batch 1 sustain within the SLO:
 /// the highest Poisson arrival rate at which k first-come-first-served instances, each taking the
 /// time per request that the profile's batch-1 throughput at k instances implies (interpolated
-/// between measured counts), keep the percentile of latency (waiting included) within the SLO. It is a small queueing simulation with a fixed seed, so the same
-/// profile always gives the same answer.
+/// between measured counts), keep the percentile of latency (waiting included) within the SLO. It
+/// is a small queueing simulation with a fixed seed, so the same profile always gives the same
+/// answer.
 ///
 /// Beyond the paper: the paper adds instances while the tail sits below its band, which on a GPU
 /// costs little latency. On a CPU an instance takes cores from the others, so each request runs
-/// slower (resnet50 on 2 cores: about 70 ms with 1 instance, 130 ms with 2, for 2-8% more
-/// throughput); with a 150 ms SLO the second instance leaves 20 ms for waiting and sustains far less
-/// load than one instance does. Ranking instance counts by the load they sustain within the SLO
-/// catches that; ranking by throughput does not.
+/// slower (resnet50 on 2 cores: about 41 ms with 1 instance, 75-80 ms with 2, for 2-8% more
+/// throughput); with a 150 ms SLO the second instance leaves 70 ms for waiting instead of 110 and
+/// sustains less load than one instance does. Ranking instance counts by the load they sustain
+/// within the SLO catches that; ranking by throughput does not.
 public struct InstanceCapacityModel: Sendable {
     /// The predicted sustainable arrival rate (requests/s) per instance count, 1 through the most.
     public let sustainableRates: [Int: Double]
@@ -20,13 +21,10 @@ public struct InstanceCapacityModel: Sendable {
 
     /// Predicts the rates of 1 through `maxInstances` instances; empty without a profile.
     public init(profile: Profile?, maxInstances: Int, sloMs: Double, percentile: Double) {
-        // Per instance count, the time one instance takes per request, from the measured throughput
-        // (k instances at t requests/s: k / t each), best measurement per count.
-        var serviceByCount: [Int: Double] = [:]
-        for point in profile?.points ?? [] where point.batchSize == 1 && point.throughput > 0 {
-            let serviceMs = 1000 * Double(point.instances) / point.throughput
-            serviceByCount[point.instances] = min(serviceByCount[point.instances] ?? .infinity, serviceMs)
-        }
+        // Per instance count, the time one instance takes per request, from the best measured
+        // throughput (k instances at t requests/s: k / t each).
+        let serviceByCount = Self.batchOneThroughput(profile: profile).filter { $0.value > 0 }
+            .reduce(into: [Int: Double]()) { $0[$1.key] = 1000 * Double($1.key) / $1.value }
         let measured = serviceByCount.sorted { $0.key < $1.key }.map { (Double($0.key), $0.value) }
         guard !measured.isEmpty else {
             sustainableRates = [:]
@@ -48,6 +46,15 @@ public struct InstanceCapacityModel: Sendable {
         }
         sustainableRates = rates
         self.serviceMs = services
+    }
+
+    /// The best measured batch-1 throughput per instance count (empty without a profile).
+    static func batchOneThroughput(profile: Profile?) -> [Int: Double] {
+        var throughputs: [Int: Double] = [:]
+        for point in profile?.points ?? [] where point.batchSize == 1 {
+            throughputs[point.instances] = max(throughputs[point.instances] ?? 0, point.throughput)
+        }
+        return throughputs
     }
 
     /// The instance count that sustains the most load (the fewest among counts within 1% of the
