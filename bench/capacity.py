@@ -21,7 +21,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, Server, describe_configuration, log, model_repository  # noqa: E402
+from serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,  # noqa: E402
+                              model_repository, pinned)
 
 DEFAULT_SLO = {"squeezenet": 20.0, "resnet50": 150.0, "shufflenet": 20.0}
 
@@ -33,6 +34,7 @@ def sweep(binary, server, model, slo_ms, args):
            "--slo-ms", str(slo_ms), "--percentile", str(args.percentile), "--duration", str(args.duration),
            "--warmup", str(args.warmup), "--sweep-steps", str(args.refine), "--sweep-min-requests",
            str(args.min_requests), "--quiet", "--json", path]
+    cmd = pinned(cmd, CLIENT_CPUS)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"bench failed ({proc.returncode}): {proc.stderr.strip()}")
@@ -68,7 +70,9 @@ def main():
         if spec:
             instances, batch = spec.split("x")
             configurations.append(("static", f"static {instances}x b{batch}", int(instances), int(batch)))
-    report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "args": vars(args), "models": {}}
+    report = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "args": vars(args), "models": {},
+              "note": CORES_NOTE}
+    log(CORES_NOTE)
     for model in args.models.split(","):
         slo = args.slo_ms or DEFAULT_SLO.get(model, 100.0)
         runs = {name: [] for _, name, _, _ in configurations}

@@ -52,8 +52,23 @@ DEFAULT_BIN = os.environ.get("DNNSCALER_BIN", os.path.join(ROOT, ".build", "rele
 DEFAULT_CLIENT_VENV = os.environ.get("DNNSCALER_CLIENT_VENV", os.path.join(ROOT, ".venv-client"))
 DEFAULT_REPOSITORY = os.path.join(ROOT, "model_repository")
 
-CORES_NOTE = (f"note: {os.cpu_count()} CPU cores; perf_analyzer and the server share them, so the "
-              "client's CPU time is part of what the server-side figures pay")
+# Optional CPU pinning (`taskset -c`), for a machine with cores to spare: the server and the
+# in-process runs on DNNSCALER_BENCH_SERVER_CPUS (e.g. "0,1"), the load generators on
+# DNNSCALER_BENCH_CLIENT_CPUS (e.g. "2-5"). Unset, nothing is pinned.
+SERVER_CPUS = os.environ.get("DNNSCALER_BENCH_SERVER_CPUS") or None
+CLIENT_CPUS = os.environ.get("DNNSCALER_BENCH_CLIENT_CPUS") or None
+
+if SERVER_CPUS and CLIENT_CPUS:
+    CORES_NOTE = (f"note: server pinned to CPUs {SERVER_CPUS}, load generator to CPUs {CLIENT_CPUS} "
+                  f"(of {os.cpu_count()})")
+else:
+    CORES_NOTE = (f"note: {os.cpu_count()} CPU cores; perf_analyzer and the server share them, so the "
+                  "client's CPU time is part of what the server-side figures pay")
+
+
+def pinned(cmd, cpus):
+    """`cmd` run under `taskset -c CPUS`, or as it is when `cpus` is None."""
+    return ["taskset", "-c", cpus] + list(cmd) if cpus else list(cmd)
 
 
 def log(msg):
@@ -150,7 +165,8 @@ def run_perf_analyzer(tools, url, model, args, timeout=600):
     """Runs perf_analyzer with -f/--verbose-csv added; never raises on its failure."""
     with tempfile.TemporaryDirectory(prefix="dnnscaler-pa-") as tmp:
         csv_path = os.path.join(tmp, "out.csv")
-        cmd = [tools.perf_analyzer, "-m", model, "-u", url, "-f", csv_path, "--verbose-csv"] + [str(a) for a in args]
+        cmd = pinned([tools.perf_analyzer, "-m", model, "-u", url, "-f", csv_path, "--verbose-csv"]
+                     + [str(a) for a in args], CLIENT_CPUS)
         try:
             proc = subprocess.run(cmd, env=tools.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   timeout=timeout)
@@ -231,7 +247,7 @@ class Server:
             cmd += ["--batch-size", str(self.batch_size)]
         if self.instances is not None:
             cmd += ["--instances", str(self.instances)]
-        cmd += self.extra
+        cmd = pinned(cmd + self.extra, SERVER_CPUS)
         self.log_file = tempfile.NamedTemporaryFile(prefix="dnnscaler-serve-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + self.ready_timeout
@@ -331,9 +347,9 @@ def describe_configuration(cfg):
 def profile_throughput(binary, model, instances, threads, batch, duration, repository=DEFAULT_REPOSITORY):
     with tempfile.TemporaryDirectory(prefix="dnnscaler-profile-") as tmp:
         out = os.path.join(tmp, "profile.json")
-        subprocess.run([binary, "profile", model, "--model-repository", repository, "--instances", str(instances),
-                        "--threads", str(threads), "--batch-sizes", str(batch), "--duration", str(duration),
-                        "--json", out], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        subprocess.run(pinned([binary, "profile", model, "--model-repository", repository, "--instances",
+                               str(instances), "--threads", str(threads), "--batch-sizes", str(batch), "--duration",
+                               str(duration), "--json", out], SERVER_CPUS), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         with open(out) as f:
             return json.load(f)["points"][0]["throughput"]
 

@@ -1,6 +1,9 @@
 // See COnnxRuntime.h. The API table is declared below as a struct whose named members sit at the
 // slot positions of ONNX Runtime's append-only `struct OrtApi`, with padding for the slots DNNScaler
 // does not use; static assertions pin every used member to its slot number.
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
+#endif
 #include "COnnxRuntime.h"
 
 #include <dlfcn.h>
@@ -8,6 +11,9 @@
 #include <malloc.h>
 #endif
 #include <pthread.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #include <stdio.h>
 #include <string.h>
 
@@ -322,4 +328,15 @@ int dns_release_free_heap_memory(void) {
 #else
     return 0;
 #endif
+}
+
+int dns_affinity_cpu_count(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        return CPU_COUNT(&set);
+    }
+#endif
+    return 0;
 }
