@@ -233,4 +233,19 @@ import Testing
         // A period that already holds enough is judged alone.
         #expect(window.judgingStart(periodStart: 9, now: 10, notBefore: 0, minimumSamples: 20) == 9)
     }
+
+    @Test func aChangeIsJudgedOnlyOnceEnoughRequestsOrTheLookbackFollowIt() {
+        var window = LatencyWindow(horizonSeconds: 30, capacity: 100_000)
+        // 80 completions a second for 10 s; a change at 8 s.
+        for index in 0..<800 {
+            window.record(time: Double(index) / 80, latencyMs: 1)
+        }
+        // One second after it: 80 requests, not 200.
+        #expect(!window.hasSettled(since: 8, now: 9, minimumSamples: 200))
+        // 2.5 s after it: 200 requests.
+        #expect(window.hasSettled(since: 7.5, now: 10, minimumSamples: 200))
+        // However few requests came, the lookback ends the wait; a change not yet in force never settles.
+        #expect(window.hasSettled(since: 5, now: 10, minimumSamples: 10_000))
+        #expect(!window.hasSettled(since: 11, now: 10, minimumSamples: 1))
+    }
 }

@@ -5,7 +5,8 @@
 ///   one - and a new count gets 3 s to warm up.
 /// When not backlogged it holds: the batch only grows while requests queue or are shed.
 /// Above the SLO at batch 1 it tries the other instance counts (fewer first, then more), remembering
-/// the tail seen at each and undoing a move that made it worse.
+/// the tail seen at each and undoing a move that made it worse. Below the band it adds an instance
+/// only where the profile shows one more adds throughput.
 /// It starts from the profile's highest-throughput point whose per-batch latency leaves half the
 /// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode, and it
 /// never raises the batch limit past what the profile says fits in half the SLO, nor past the batch
@@ -51,6 +52,13 @@ public struct JointPolicy: ScalingPolicy {
 
     private func mayTry(_ instances: Int, at time: Double) -> Bool {
         time >= (retryAfter[instances] ?? 0)
+    }
+
+    /// Whether the profile shows more throughput (over 3%) with `instances + 1` than with
+    /// `instances`, within the batch caps; `true` where it did not measure both.
+    private func profileGains(from instances: Int) -> Bool {
+        guard let more = profiledThroughput[instances + 1] else { return true }
+        return more > 1.03 * (profiledThroughput[instances] ?? 0)
     }
 
     /// Creates the policy, seeded from the profile in `context`.
@@ -173,9 +181,7 @@ public struct JointPolicy: ScalingPolicy {
                 // The tail is queueing, not execution: fewer instances would only lengthen the queue.
                 // More help only where the profile shows more throughput (or has not measured it).
                 let more = next.instances + 1
-                let gains =
-                    profiledThroughput[more].map { $0 > 1.03 * (profiledThroughput[next.instances] ?? 0) } ?? true
-                if next.instances < maxInstances, gains, (tailByInstances[more] ?? 0) < tail,
+                if next.instances < maxInstances, profileGains(from: next.instances), (tailByInstances[more] ?? 0) < tail,
                     mayTry(more, at: observation.time)
                 {
                     previousInstances = next.instances
@@ -244,8 +250,11 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
             }
+            // Only where the profile shows more throughput with one more instance: resnet50 on 2
+            // cores measures none, and each try of a second instance broke the SLO while it lasted.
             let canAddInstance =
-                next.instances < maxInstances && (tailByInstances[next.instances + 1] ?? 0) <= observation.sloMs
+                next.instances < maxInstances && profileGains(from: next.instances)
+                && (tailByInstances[next.instances + 1] ?? 0) <= observation.sloMs
                 && mayTry(next.instances + 1, at: observation.time)
             if !canAddInstance, let wide = wideBatchCaps[next.instances], wide > cap {
                 // Nothing else can add throughput and the tail leaves room: let batches take up to

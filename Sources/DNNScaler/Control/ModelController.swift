@@ -79,12 +79,17 @@ public final class ModelController: Sendable {
         let snapshot = runtime.snapshot()
         let decided: (decision: Decision, observation: Observation)? = state.withLock { state in
             guard !state.stopped, snapshot.time - state.lastDecisionTime >= state.policy.period else { return nil }
+            let minimumSamples = LatencyWindow.minimumSamples(forPercentile: percentile)
+            guard
+                snapshot.latencyWindow.hasSettled(
+                    since: state.lastChangeTime, now: snapshot.time, minimumSamples: minimumSamples)
+            else { return nil }
             let elapsed = max(1e-3, snapshot.time - state.lastDecisionTime)
             let since = state.lastDecisionTime
             let completed = snapshot.latencyWindow.count(since: since)
             let tailSince = snapshot.latencyWindow.judgingStart(
                 periodStart: since, now: snapshot.time, notBefore: state.lastChangeTime,
-                minimumSamples: LatencyWindow.minimumSamples(forPercentile: percentile))
+                minimumSamples: minimumSamples)
             let observation = Observation(
                 time: snapshot.time, tailLatencyMs: snapshot.latencyWindow.percentile(percentile, since: tailSince),
                 completed: completed,

@@ -49,6 +49,16 @@ public struct LatencyWindow: Sendable {
         return min(periodStart, max(earliest, samples[index].time))
     }
 
+    /// Whether a configuration change at `changeTime` can be judged at `now`: at least
+    /// `minimumSamples` completions since it, or ``judgingLookbackSeconds`` passed. Until then the
+    /// controllers ask their policy nothing: a tail over the first second after a change is the
+    /// maximum of a few dozen requests, the reconfiguration's own transient among them, and a
+    /// policy that moves on it undoes good changes (a removal judged over one second at 80
+    /// requests/s, bench/README.md, seventh session).
+    public func hasSettled(since changeTime: Double, now: Double, minimumSamples: Int) -> Bool {
+        now - changeTime >= Self.judgingLookbackSeconds || count(since: changeTime) >= minimumSamples
+    }
+
     /// The completions a nearest-rank `percentile` needs to be more than the maximum of a
     /// handful: twice 1 / (1 - percentile), e.g. 200 for p99 and 40 for p95.
     public static func minimumSamples(forPercentile percentile: Double) -> Int {

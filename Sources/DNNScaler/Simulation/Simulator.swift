@@ -120,6 +120,9 @@ public struct Simulator {
     public var policy: any ScalingPolicy
     /// What to simulate.
     public let settings: SimulationSettings
+    /// How often (ms) a control step held back by an unsettled change looks again, as the server's
+    /// controller loop ticks.
+    static let settleCheckMs = 200.0
 
     /// Creates a simulator.
     public init(profile: Profile, policy: any ScalingPolicy, settings: SimulationSettings) {
@@ -315,6 +318,13 @@ public struct Simulator {
                 startBatches(at: now)
             case .control:
                 let time = now / 1000
+                guard window.hasSettled(since: lastChange, now: time, minimumSamples: minimumTailSamples) else {
+                    // As the server's controller: no decision before the last change can be judged.
+                    if sent < settings.requests || !queue.isEmpty || instances.contains(where: \.busy) {
+                        schedule(now + Self.settleCheckMs, .control)
+                    }
+                    continue
+                }
                 let elapsed = max(1e-3, time - lastDecision)
                 let completedInPeriod = window.count(since: lastDecision)
                 let tailSince = window.judgingStart(
