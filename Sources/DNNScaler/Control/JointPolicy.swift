@@ -181,7 +181,8 @@ public struct JointPolicy: ScalingPolicy {
                 // The tail is queueing, not execution: fewer instances would only lengthen the queue.
                 // More help only where the profile shows more throughput (or has not measured it).
                 let more = next.instances + 1
-                if next.instances < maxInstances, profileGains(from: next.instances), (tailByInstances[more] ?? 0) < tail,
+                if next.instances < maxInstances, profileGains(from: next.instances),
+                    (tailByInstances[more] ?? 0) < tail,
                     mayTry(more, at: observation.time)
                 {
                     previousInstances = next.instances
