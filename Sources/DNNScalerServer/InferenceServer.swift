@@ -69,6 +69,7 @@ public struct InferenceServer: Sendable {
     ) -> some ApplicationProtocol {
         Application(
             router: InferenceRoutes(manager: manager, metrics: metrics, maxBodyBytes: settings.maxBodyBytes).router(),
+            server: .http1LargeReads(),
             configuration: .init(address: .hostname(settings.host, port: settings.httpPort), serverName: "dnnscaler"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
