@@ -48,10 +48,12 @@ public final class ServedModel: Sendable {
             name: name, version: version, runtime: runtime, controller: controller, profile: profile, options: options)
     }
 
-    /// Batches each instance runs at least in the quick probe (up to 10 x the probe time): at 0.5 s
-    /// a point of resnet50 on 2 cores was judged by about 6 batches per instance, and the mode and
-    /// instance count it chose flipped between loads.
-    static let quickProbeMinimumBatches = 20
+    /// Batches each instance runs at least per point and pass in the quick probe (up to 10 x the
+    /// probe time): at 0.5 s a point of resnet50 on 2 cores was judged by about 6 batches per
+    /// instance, and the mode and instance count it chose flipped between loads.
+    static let quickProbeMinimumBatches = 10
+    /// The quick probe measures its grid twice and keeps each point's faster pass.
+    static let quickProbePasses = 2
 
     /// A short profile over instances {1, cores} x batch {1, 8}: enough for the mode decision and
     /// the joint policy's seed.
@@ -59,11 +61,12 @@ public final class ServedModel: Sendable {
         backend: any InferenceBackend, options: ModelServingOptions, cores: Int
     ) throws(BackendError) -> Profile {
         let instanceCounts = Array(Set([1, min(cores, options.maxInstances)])).sorted()
-        let settings = ProfilerSettings(
+        var settings = ProfilerSettings(
             batchSizes: [1, min(8, options.maxBatchSize)].reduce(into: []) { if !$0.contains($1) { $0.append($1) } },
             instanceCounts: instanceCounts, durationSeconds: options.probeSeconds, warmupBatches: 1,
             percentile: options.percentile, sloMs: options.sloMs,
             minimumBatchesPerInstance: quickProbeMinimumBatches, maximumDurationSeconds: 10 * options.probeSeconds)
+        settings.passes = quickProbePasses
         return try Profiler(backend: backend, settings: settings).run(backendDescription: "quick probe at load")
     }
 

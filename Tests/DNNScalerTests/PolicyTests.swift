@@ -136,6 +136,22 @@ import Testing
         #expect(current.instances == 2)
     }
 
+    @Test func multiTenancyRemovesNoInstanceWhenTheTailIsWaiting() {
+        var policy = DNNScalerPolicy(
+            context: PolicyContext(
+                profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 2, sloMs: 30))
+        let two = ServingConfiguration(batchLimit: 1, instances: 2)
+        // Above the SLO while batches take 9 ms (under half of 30): waiting, not execution. Hold.
+        let waiting = policy.decide(
+            Observation(time: 1, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 9))
+        #expect(waiting.configuration.instances == 2)
+        #expect(waiting.reason.contains("queueing"))
+        // Batches that take 20 ms: execution makes the tail, as the paper assumes. Remove.
+        let executing = policy.decide(
+            Observation(time: 2, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 20))
+        #expect(executing.configuration.instances == 1)
+    }
+
     @Test func multiTenancyUndoesARemovalThatMadeTheTailWorseAndRestsRemovals() {
         var policy = DNNScalerPolicy(
             context: PolicyContext(
@@ -255,6 +271,13 @@ import Testing
         for step in 1...5 {
             let decision = policy.decide(
                 Self.observation(time: Double(step), tail: 150, slo: 250, current: current, queue: 5))
+            current = decision.configuration
+            #expect(current.instances == 1, "\(decision.reason)")
+        }
+        // Above the SLO at batch 1, nothing to remove: no try of a second instance either.
+        for step in 6...10 {
+            let decision = policy.decide(
+                Self.observation(time: Double(step), tail: 300, slo: 250, current: current, queue: 5))
             current = decision.configuration
             #expect(current.instances == 1, "\(decision.reason)")
         }

@@ -135,6 +135,32 @@ import Testing
         #expect(profile.decision.bestOverall != nil)
     }
 
+    @Test func eachPointKeepsItsFastestPass() {
+        let first = [Self.point(1, 1, throughput: 60, p99: 40), Self.point(2, 1, throughput: 105, p99: 45)]
+        let second = [Self.point(1, 1, throughput: 100, p99: 30), Self.point(2, 1, throughput: 98, p99: 50)]
+        let kept = Profiler.fastestPasses([first, second])
+        #expect(kept.map(\.throughput) == [100, 105])
+        #expect(kept.map(\.latencyMs.p99) == [30, 45])
+        #expect(Profiler.fastestPasses([first]) == first)
+        #expect(Profiler.fastestPasses([]).isEmpty)
+    }
+
+    @Test func twoPassesMeasureTheGridTwiceAndKeepOnePointEach() throws {
+        let backend = DeadlinePolicyTests.TimedBackend(msPerSample: 2)
+        var settings = ProfilerSettings(
+            batchSizes: [1, 2], instanceCounts: [1], durationSeconds: 0.05, warmupBatches: 0)
+        settings.passes = 2
+        var finished: [Int] = []
+        let profile = try Profiler(backend: backend, settings: settings).run(backendDescription: "test") { event in
+            if case .finished(let index, let total, _) = event {
+                finished.append(index)
+                #expect(total == 4)
+            }
+        }
+        #expect(finished == [1, 2, 3, 4])
+        #expect(profile.points.map(\.batchSize) == [1, 2])
+    }
+
     @Test func aShortProbeStillRunsTheMinimumBatchesWithinItsCap() throws {
         // 10 ms a sample: 0.01 s alone would measure one or two batches of 1.
         let backend = DeadlinePolicyTests.TimedBackend(msPerSample: 10)

@@ -5,8 +5,8 @@
 ///   one - and a new count gets 3 s to warm up.
 /// When not backlogged it holds: the batch only grows while requests queue or are shed.
 /// Above the SLO at batch 1 it tries the other instance counts (fewer first, then more), remembering
-/// the tail seen at each and undoing a move that made it worse. Below the band it adds an instance
-/// only where the profile shows one more adds throughput.
+/// the tail seen at each and undoing a move that made it worse. It adds an instance only where the
+/// profile shows one more adds throughput.
 /// It starts from the profile's highest-throughput point whose per-batch latency leaves half the
 /// SLO for queueing, over the whole grid, so it starts no worse than the better pure mode, and it
 /// never raises the batch limit past what the profile says fits in half the SLO, nor past the batch
@@ -214,7 +214,8 @@ public struct JointPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
             }
-            if next.instances < maxInstances, (tailByInstances[next.instances + 1] ?? 0) < tail,
+            if next.instances < maxInstances, profileGains(from: next.instances),
+                (tailByInstances[next.instances + 1] ?? 0) < tail,
                 mayTry(next.instances + 1, at: observation.time)
             {
                 // Fewer instances cannot help (or measured no better); the profile, measured in

@@ -22,6 +22,9 @@ public struct ProfilerSettings: Sendable {
     public var minimumBatchesPerInstance: Int
     /// The longest a point may run to reach `minimumBatchesPerInstance`, in seconds.
     public var maximumDurationSeconds: Double
+    /// Times the whole grid is measured, one pass after the other; each point keeps its fastest
+    /// pass (see ``Profiler/fastestPasses(_:)``). 1 for `dnnscaler profile`.
+    public var passes = 1
 
     /// Creates settings; the defaults are `dnnscaler profile`'s.
     public init(
@@ -108,22 +111,46 @@ public struct Profiler: Sendable {
             progress(.skipped("model has no dynamic batch dimension: measuring batch size 1 only"))
         }
         let configurations = grid()
-        var points: [ProfilePoint] = []
-        for (index, configuration) in configurations.enumerated() {
-            let threads = settings.threads(forInstances: configuration.instances)
-            progress(
-                .started(
-                    index: index + 1, total: configurations.count, instances: configuration.instances,
-                    threads: threads, batchSize: configuration.batchSize))
-            let point = try measure(
-                instances: configuration.instances, threads: threads, batchSize: configuration.batchSize)
-            points.append(point)
-            progress(.finished(index: index + 1, total: configurations.count, point: point))
+        let passes = max(1, settings.passes)
+        let total = configurations.count * passes
+        var measured: [[ProfilePoint]] = []
+        for pass in 0..<passes {
+            var points: [ProfilePoint] = []
+            for (index, configuration) in configurations.enumerated() {
+                let step = pass * configurations.count + index + 1
+                let threads = settings.threads(forInstances: configuration.instances)
+                progress(
+                    .started(
+                        index: step, total: total, instances: configuration.instances, threads: threads,
+                        batchSize: configuration.batchSize))
+                let point = try measure(
+                    instances: configuration.instances, threads: threads, batchSize: configuration.batchSize)
+                points.append(point)
+                progress(.finished(index: step, total: total, point: point))
+            }
+            measured.append(points)
         }
+        let points = Self.fastestPasses(measured)
         return Profile(
             model: backend.metadata.name, backend: backendDescription, device: SystemInfo.deviceDescription,
             createdAt: ISO8601DateFormatter().string(from: Date()), percentile: settings.percentile,
             durationSeconds: settings.durationSeconds, points: points, sloMs: settings.sloMs)
+    }
+
+    /// Per grid point, the pass with the highest throughput: on a shared machine a disturbance
+    /// (another process, a noisy neighbour) only ever slows a measurement down, so the fastest of
+    /// passes taken seconds apart is the least disturbed. The quick probe's two passes keep one
+    /// slow stretch from deciding the mode: resnet50's single-pass probe once measured batch 1 x 1
+    /// instance at 60% of its speed, and both other levers 1.6x better than it.
+    public static func fastestPasses(_ passes: [[ProfilePoint]]) -> [ProfilePoint] {
+        guard var best = passes.first else { return [] }
+        for pass in passes.dropFirst() {
+            for (index, point) in pass.enumerated()
+            where index < best.count && point.throughput > best[index].throughput {
+                best[index] = point
+            }
+        }
+        return best
     }
 
     /// Measures one configuration: `instances` threads, each driving its own instance in a closed
