@@ -141,14 +141,18 @@ import Testing
             context: PolicyContext(
                 profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 2, sloMs: 30))
         let two = ServingConfiguration(batchLimit: 1, instances: 2)
-        // Above the SLO while batches take 9 ms (under half of 30): waiting, not execution. Hold.
+        // Above the SLO while batches take 9 ms of the 45: waiting, not execution. Hold.
         let waiting = policy.decide(
             Observation(time: 1, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 9))
         #expect(waiting.configuration.instances == 2)
         #expect(waiting.reason.contains("queueing"))
-        // Batches that take 20 ms: execution makes the tail, as the paper assumes. Remove.
+        // 22 ms of the 45 (just under half) is still waiting; 30 ms is execution, as the paper
+        // assumes: remove.
+        let halfWaiting = policy.decide(
+            Observation(time: 2, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 22))
+        #expect(halfWaiting.configuration.instances == 2)
         let executing = policy.decide(
-            Observation(time: 2, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 20))
+            Observation(time: 3, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 30))
         #expect(executing.configuration.instances == 1)
     }
 

@@ -20,7 +20,7 @@
 ///   served tail is further off (the profile, measured in isolation, misjudges the machine under
 ///   network load), the paper's rule decides alone from then on, starting from the paper's count;
 /// - no instance is removed while the batch execution time (same percentile) is within half the
-///   SLO: the tail above the SLO is then waiting, which one instance fewer only lengthens;
+///   tail: the tail above the SLO is then mostly waiting, which one instance fewer only lengthens;
 /// - a removal after which the tail is above the SLO and worse than before is undone (the tail came
 ///   from queueing or noise, not from execution time), and removals rest for 30 s.
 public struct DNNScalerPolicy: ScalingPolicy {
@@ -246,9 +246,9 @@ public struct DNNScalerPolicy: ScalingPolicy {
                 return Decision(
                     configuration: next, reason: "tail \(tailText) above SLO, but a removal made it worse: hold")
             }
-            if let service = observation.serviceTailMs, service <= observation.sloMs / 2 {
-                // Beyond the paper: the instances execute in half the SLO, so the tail is waiting,
-                // and one instance fewer would only lengthen the queue.
+            if let service = observation.serviceTailMs, service <= tail / 2 {
+                // Beyond the paper: waiting makes most of the tail, not execution, and one instance
+                // fewer would only lengthen the queue.
                 return Decision(
                     configuration: next,
                     reason:
