@@ -24,7 +24,10 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_SLO = {"squeezenet": 20.0, "resnet50": 150.0, "shufflenet": 20.0}
+sys.path.insert(0, HERE)
+from capacity import DEFAULT_SLO  # noqa: E402
+from serving_overhead import DEFAULT_BIN  # noqa: E402
+
 DEFAULT_START = {"squeezenet": 40.0, "resnet50": 16.0}
 DEFAULT_MIN_REQUESTS = {"squeezenet": 300, "resnet50": 200}
 
@@ -117,9 +120,7 @@ def main():
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--refine", type=int, default=3)
-    parser.add_argument("--bin", default=os.environ.get("DNNSCALER_BIN",
-                                                        os.path.join(os.path.dirname(HERE), ".build", "release",
-                                                                     "dnnscaler")))
+    parser.add_argument("--bin", default=DEFAULT_BIN)
     parser.add_argument("--lane", action="append", default=[],
                         help="a lane given by hand, SERVER_CPUS+CLIENT_CPUS such as 0,1+2 (repeatable)")
     parser.add_argument("--json", default=None)

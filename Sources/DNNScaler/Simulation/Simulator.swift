@@ -230,6 +230,11 @@ public struct Simulator {
         schedule(policy.period * 1000, .control)
         schedule(settings.seriesInterval * 1000, .series)
 
+        /// Requests still to send, queued or running: periodic events keep coming until none are.
+        func workRemains() -> Bool {
+            sent < settings.requests || !queue.isEmpty || instances.contains(where: \.busy)
+        }
+
         func startBatches(at now: Double) {
             for index in instances.indices where !instances[index].busy && !instances[index].retiring {
                 if settings.dropExpired {
@@ -320,7 +325,7 @@ public struct Simulator {
                 let time = now / 1000
                 guard window.hasSettled(since: lastChange, now: time, minimumSamples: minimumTailSamples) else {
                     // As the server's controller: no decision before the last change can be judged.
-                    if sent < settings.requests || !queue.isEmpty || instances.contains(where: \.busy) {
+                    if workRemains() {
                         schedule(now + Self.settleCheckMs, .control)
                     }
                     continue
@@ -354,7 +359,7 @@ public struct Simulator {
                     configuration = next
                     startBatches(at: now)
                 }
-                if sent < settings.requests || !queue.isEmpty || instances.contains(where: \.busy) {
+                if workRemains() {
                     schedule(now + policy.period * 1000, .control)
                 }
             case .series:
@@ -366,7 +371,7 @@ public struct Simulator {
                         batchLimit: configuration.batchLimit, instances: activeInstances, shed: intervalShed))
                 intervalLatencies.removeAll(keepingCapacity: true)
                 intervalShed = 0
-                if sent < settings.requests || !queue.isEmpty || instances.contains(where: \.busy) {
+                if workRemains() {
                     schedule(now + settings.seriesInterval * 1000, .series)
                 }
             }
