@@ -2,11 +2,27 @@ import DNNScaler
 import Foundation
 import NIOCore
 
+/// Where a tensor lies in a registered shared-memory region (Triton's `shared_memory_*` parameters).
+struct SharedMemoryReference {
+    var region: SystemSharedMemoryRegion
+    var offset: Int
+    var byteSize: Int
+}
+
+/// An output the client asked for, and how it goes back.
+struct RequestedOutput {
+    var name: String
+    /// Raw bytes after the JSON rather than JSON `data`.
+    var binary: Bool
+    /// Written into the client's shared memory instead of the response body.
+    var sharedMemory: SharedMemoryReference?
+}
+
 /// A decoded KServe v2 inference request, with how each output should be returned.
 struct DecodedInferRequest {
     var request: InferenceRequest
-    /// Requested outputs with their binary flag (`nil`: all outputs, using `binaryByDefault`).
-    var outputs: [(name: String, binary: Bool)]?
+    /// Requested outputs (`nil`: all outputs, using `binaryByDefault`).
+    var outputs: [RequestedOutput]?
     /// `binary_data_output` from the request parameters.
     var binaryByDefault: Bool
 }
@@ -17,9 +33,11 @@ enum InferCodec {
     /// The deepest JSON array nesting accepted for tensor data.
     static let maxNesting = 64
 
-    /// Decodes a request body; `arrival` is when the request reached the server.
+    /// Decodes a request body; `arrival` is when the request reached the server. Inputs and outputs
+    /// may name regions of `sharedMemory`.
     static func decode(
-        body: ByteBuffer, headerLength: Int?, metadata: ModelMetadata, arrival: ContinuousClock.Instant? = nil
+        body: ByteBuffer, headerLength: Int?, metadata: ModelMetadata, arrival: ContinuousClock.Instant? = nil,
+        sharedMemory: SharedMemoryRegistry? = nil
     ) throws(ServerError) -> DecodedInferRequest {
         let total = body.readableBytes
         let jsonLength = headerLength ?? total
@@ -92,7 +110,22 @@ enum InferCodec {
                 throw .badRequest("input '\(name)': \(error)")
             }
             let inputParameters = input["parameters"] as? [String: Any] ?? [:]
-            if let size = inputParameters["binary_data_size"] {
+            if let reference = try sharedMemoryReference(
+                inputParameters, registry: sharedMemory, what: "input '\(name)'")
+            {
+                guard input["data"] == nil, inputParameters["binary_data_size"] == nil else {
+                    throw .badRequest(
+                        "input '\(name)': give shared_memory_region or data/binary_data_size, not both")
+                }
+                guard reference.byteSize == byteCount else {
+                    throw .badRequest(
+                        "input '\(name)': shared_memory_byte_size \(reference.byteSize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
+                    )
+                }
+                inputs[name] = try reference.region.tensor(
+                    dataType: dataType, shape: shape, offset: reference.offset, byteCount: byteCount,
+                    what: "input '\(name)'")
+            } else if let size = inputParameters["binary_data_size"] {
                 guard let sizeNumber = JSONValues.number(size), let binarySize = Int(exactly: sizeNumber.doubleValue),
                     binarySize >= 0
                 else { throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer") }
@@ -131,22 +164,50 @@ enum InferCodec {
             throw .badRequest("the body has \(binaryEnd - binaryOffset) bytes of binary data that no input claims")
         }
 
-        var outputs: [(name: String, binary: Bool)]?
+        var outputs: [RequestedOutput]?
         if let outputList = object["outputs"] as? [Any] {
             outputs = []
             for entry in outputList {
                 guard let output = entry as? [String: Any], let name = output["name"] as? String else {
                     throw .badRequest("each requested output must be an object with a 'name'")
                 }
-                let binary =
-                    JSONValues.boolean((output["parameters"] as? [String: Any])?["binary_data"]) ?? binaryByDefault
-                outputs?.append((name, binary))
+                let outputParameters = output["parameters"] as? [String: Any] ?? [:]
+                let binary = JSONValues.boolean(outputParameters["binary_data"]) ?? binaryByDefault
+                let reference = try sharedMemoryReference(
+                    outputParameters, registry: sharedMemory, what: "output '\(name)'")
+                outputs?.append(RequestedOutput(name: name, binary: binary, sharedMemory: reference))
             }
         }
         let request = InferenceRequest(
             id: id, inputs: inputs, outputNames: outputs.map { $0.map(\.name) }, timeoutMs: timeoutMs,
             arrival: arrival)
         return DecodedInferRequest(request: request, outputs: outputs, binaryByDefault: binaryByDefault)
+    }
+
+    /// The `shared_memory_region`, `shared_memory_byte_size` and optional `shared_memory_offset`
+    /// parameters of an input or output; `nil` when none is given.
+    static func sharedMemoryReference(
+        _ parameters: [String: Any], registry: SharedMemoryRegistry?, what: String
+    ) throws(ServerError) -> SharedMemoryReference? {
+        let regionValue = parameters["shared_memory_region"]
+        let sizeValue = parameters["shared_memory_byte_size"]
+        let offsetValue = parameters["shared_memory_offset"]
+        guard regionValue != nil || sizeValue != nil || offsetValue != nil else { return nil }
+        guard let regionName = regionValue as? String, let sizeValue else {
+            throw .badRequest(
+                "\(what): shared_memory_region (a string) and shared_memory_byte_size are both required")
+        }
+        func integer(_ value: Any, _ parameter: String) throws(ServerError) -> Int {
+            guard let number = JSONValues.number(value), let integer = Int(exactly: number.doubleValue), integer >= 0
+            else { throw .badRequest("\(what): \(parameter) must be a non-negative integer") }
+            return integer
+        }
+        let byteSize = try integer(sizeValue, "shared_memory_byte_size")
+        let offset =
+            try offsetValue.map { (value) throws(ServerError) in try integer(value, "shared_memory_offset") } ?? 0
+        guard let registry else { throw .badRequest("\(what): shared memory is not supported on this endpoint") }
+        let region = try registry.lookup(regionName, what: what)
+        return SharedMemoryReference(region: region, offset: offset, byteSize: byteSize)
     }
 
     /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`.
@@ -254,22 +315,35 @@ enum InferCodec {
     // MARK: Encoding
 
     /// The response body and the length of its JSON part when binary outputs follow (else `nil`).
+    /// Outputs requested into shared memory are written there; one that does not fit its region
+    /// is an error.
     static func encode(
         _ response: InferenceResponse, modelName: String, version: String, decoded: DecodedInferRequest
-    ) -> (body: ByteBuffer, jsonLength: Int?) {
+    ) throws(ServerError) -> (body: ByteBuffer, jsonLength: Int?) {
         var json = #"{"model_name":"# + jsonString(modelName) + #","model_version":"# + jsonString(version)
         // The id is echoed only when the client gave one (as Triton does).
         if !response.id.isEmpty { json += #","id":"# + jsonString(response.id) }
         json += #","outputs":["#
         var binaryParts: [Tensor] = []
         for (index, output) in response.outputs.enumerated() {
-            let binary = decoded.outputs?.first { $0.name == output.name }?.binary ?? decoded.binaryByDefault
+            let requested = decoded.outputs?.first { $0.name == output.name }
+            let binary = requested?.binary ?? decoded.binaryByDefault
             let tensor = output.tensor
             if index > 0 { json += "," }
             json +=
                 #"{"name":"# + jsonString(output.name) + #","datatype":""# + tensor.dataType.rawValue + #"","shape":["#
             json += tensor.shape.map(String.init).joined(separator: ",") + "]"
-            if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16 {
+            if let reference = requested?.sharedMemory {
+                guard tensor.byteCount <= reference.byteSize else {
+                    throw .badRequest(
+                        "output '\(output.name)' has \(tensor.byteCount) bytes; shared_memory_byte_size \(reference.byteSize) is too small"
+                    )
+                }
+                try reference.region.write(tensor, offset: reference.offset, what: "output '\(output.name)'")
+                // No `parameters` and no `data`: Triton's clients read any output `parameters` as
+                // binary data in the body; the client knows where it asked the output to go.
+                json += "}"
+            } else if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16 {
                 json += #","parameters":{"binary_data_size":\#(tensor.byteCount)}}"#
                 binaryParts.append(tensor)
             } else {

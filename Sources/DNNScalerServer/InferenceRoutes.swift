@@ -7,7 +7,7 @@ import Hummingbird
 public struct InferenceRoutes: Sendable {
     /// The server version reported by `GET /v2`.
     public static let serverVersion = "0.1.0"
-    /// Protocol extensions advertised by `GET /v2`.
+    /// Protocol extensions every front end supports; HTTP adds `system_shared_memory` when enabled.
     public static let extensions = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
     /// The header that carries the JSON length of a binary request or response.
     // The literal is a valid field name, so the fallback is never taken.
@@ -16,12 +16,22 @@ public struct InferenceRoutes: Sendable {
     let manager: ModelManager
     let metrics: ServerMetrics
     let maxBodyBytes: Int
+    let sharedMemory: SharedMemoryRegistry
 
-    /// Creates the routes.
-    public init(manager: ModelManager, metrics: ServerMetrics, maxBodyBytes: Int = 64 << 20) {
+    /// Creates the routes; clients may register shared memory only when `sharedMemory` is enabled.
+    public init(
+        manager: ModelManager, metrics: ServerMetrics, maxBodyBytes: Int = 64 << 20,
+        sharedMemory: SharedMemoryRegistry = SharedMemoryRegistry(enabled: false)
+    ) {
         self.manager = manager
         self.metrics = metrics
         self.maxBodyBytes = maxBodyBytes
+        self.sharedMemory = sharedMemory
+    }
+
+    /// The extensions `GET /v2` advertises.
+    var advertisedExtensions: [String] {
+        Self.extensions + (sharedMemory.enabled ? ["system_shared_memory"] : [])
     }
 
     /// A router with every route.
@@ -33,7 +43,7 @@ public struct InferenceRoutes: Sendable {
                 ? Response(status: .ok) : Response.json(["error": "models are loading"], status: .serviceUnavailable)
         }
         router.get("/v2") { _, _ -> Response in
-            Response.json(["name": "dnnscaler", "version": Self.serverVersion, "extensions": Self.extensions])
+            Response.json(["name": "dnnscaler", "version": Self.serverVersion, "extensions": advertisedExtensions])
         }
         for prefix in ["/v2/models/:name", "/v2/models/:name/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context -> Response in
@@ -113,10 +123,78 @@ public struct InferenceRoutes: Sendable {
             try await manager.unload(name: try context.parameters.require("name"))
             return Response(status: .ok)
         }
+        addSharedMemoryRoutes(to: router)
         router.get("/dnnscaler/status") { _, _ -> Response in
             Response.json(["models": manager.readyModels.map(Self.statusJSON)])
         }
         return router
+    }
+
+    // MARK: System shared memory
+
+    private func addSharedMemoryRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/v2/systemsharedmemory/status") { _, _ -> Response in
+            Response.json(try sharedMemory.status(name: nil).map(\.statusJSON))
+        }
+        router.get("/v2/systemsharedmemory/region/:region/status") { _, context -> Response in
+            Response.json(try sharedMemory.status(name: context.parameters.require("region")).map(\.statusJSON))
+        }
+        router.post("/v2/systemsharedmemory/region/:region/register") { request, context -> Response in
+            let name = try context.parameters.require("region")
+            let body = try await request.body.collect(upTo: 1 << 20)
+            guard
+                let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any]
+            else {
+                throw ServerError.badRequest(
+                    #"register body must be a JSON object {"key": ..., "offset": ..., "byte_size": ...}"#)
+            }
+            guard let key = object["key"] as? String else {
+                throw ServerError.badRequest("register needs a string 'key'")
+            }
+            func integer(_ field: String, default value: Int?) throws -> Int {
+                guard let raw = object[field] else {
+                    if let value { return value }
+                    throw ServerError.badRequest("register needs '\(field)'")
+                }
+                guard let number = JSONValues.number(raw), let integer = Int(exactly: number.doubleValue), integer >= 0
+                else { throw ServerError.badRequest("register: '\(field)' must be a non-negative integer") }
+                return integer
+            }
+            try sharedMemory.register(
+                name: name, key: key, offset: try integer("offset", default: 0),
+                byteSize: try integer("byte_size", default: nil))
+            return Response(status: .ok)
+        }
+        router.post("/v2/systemsharedmemory/unregister") { _, _ -> Response in
+            try sharedMemory.unregister(name: nil)
+            return Response(status: .ok)
+        }
+        router.post("/v2/systemsharedmemory/region/:region/unregister") { _, context -> Response in
+            try sharedMemory.unregister(name: context.parameters.require("region"))
+            return Response(status: .ok)
+        }
+        // CUDA shared memory: no region can exist on this CPU server, so status is empty and
+        // unregister succeeds (Triton's clients unregister both kinds when they finish).
+        router.get("/v2/cudasharedmemory/status") { _, _ -> Response in
+            try sharedMemory.requireEnabled()
+            return Response.json([Any]())
+        }
+        router.get("/v2/cudasharedmemory/region/:region/status") { _, context -> Response in
+            try sharedMemory.requireEnabled()
+            throw ServerError.badRequest(
+                "no CUDA shared memory region named '\(try context.parameters.require("region"))' is registered")
+        }
+        router.post("/v2/cudasharedmemory/region/:region/register") { _, _ -> Response in
+            try sharedMemory.requireEnabled()
+            throw ServerError.badRequest(
+                "CUDA shared memory is not supported: this server runs its models on the CPU; use system shared memory")
+        }
+        for path in ["/v2/cudasharedmemory/unregister", "/v2/cudasharedmemory/region/:region/unregister"] {
+            router.post(RouterPath(path)) { _, _ -> Response in
+                try sharedMemory.requireEnabled()
+                return Response(status: .ok)
+            }
+        }
     }
 
     // MARK: Inference
@@ -149,7 +227,8 @@ public struct InferenceRoutes: Sendable {
         let decoded: DecodedInferRequest
         do {
             decoded = try InferCodec.decode(
-                body: body, headerLength: headerLength, metadata: model.runtime.metadata, arrival: arrival)
+                body: body, headerLength: headerLength, metadata: model.runtime.metadata, arrival: arrival,
+                sharedMemory: sharedMemory)
         } catch {
             metrics.recordFailure(model: name, version: version, reason: "invalid")
             throw error
@@ -160,7 +239,7 @@ public struct InferenceRoutes: Sendable {
         } catch {
             throw ServerError(error)
         }
-        let (responseBody, jsonLength) = InferCodec.encode(
+        let (responseBody, jsonLength) = try InferCodec.encode(
             response, modelName: name, version: version, decoded: decoded)
         var headers: HTTPFields = [:]
         if let jsonLength {

@@ -2,6 +2,8 @@ import DNNScaler
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 
 /// Where and what the server serves.
@@ -24,13 +26,15 @@ public struct ServerSettings: Sendable {
     public var maxBodyBytes: Int
     /// How often the C heap's free pages are handed back to the system, in seconds (0: never).
     public var heapTrimIntervalSeconds: Double
+    /// Whether clients may register system shared-memory regions (Triton's `--allow-client-shm`).
+    public var allowClientSharedMemory: Bool
 
     /// Creates settings.
     public init(
         host: String = "0.0.0.0", httpPort: Int = 8000, grpcPort: Int = 8001, metricsPort: Int = 8002,
         repository: ModelRepository,
         models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20,
-        heapTrimIntervalSeconds: Double = 10
+        heapTrimIntervalSeconds: Double = 10, allowClientSharedMemory: Bool = false
     ) {
         self.host = host
         self.httpPort = httpPort
@@ -41,6 +45,7 @@ public struct ServerSettings: Sendable {
         self.defaults = defaults
         self.maxBodyBytes = maxBodyBytes
         self.heapTrimIntervalSeconds = heapTrimIntervalSeconds
+        self.allowClientSharedMemory = allowClientSharedMemory
     }
 }
 
@@ -52,6 +57,8 @@ public struct InferenceServer: Sendable {
     public let manager: ModelManager
     /// The metrics.
     public let metrics: ServerMetrics
+    /// The clients' registered system shared-memory regions.
+    public let sharedMemory: SharedMemoryRegistry
     private let logger: Logger
 
     /// Creates the server; nothing runs until ``run()`` or ``services(onHTTPRunning:)``.
@@ -61,6 +68,16 @@ public struct InferenceServer: Sendable {
         manager = ModelManager(
             repository: settings.repository, defaults: settings.defaults, runtime: runtime, logger: logger)
         metrics = ServerMetrics()
+        sharedMemory = SharedMemoryRegistry(enabled: settings.allowClientSharedMemory)
+    }
+
+    /// Sizes the NIO event loop group to `threads` and makes it Swift Concurrency's global
+    /// executor, so that a request's handler runs on the loop that reads and writes its
+    /// connection instead of hopping to a separate thread pool and back. Call once, before the
+    /// server or anything else uses NIO's singleton group. Returns whether it took effect.
+    public static func runConcurrencyOnEventLoops(threads: Int) -> Bool {
+        NIOSingletons.groupLoopCountSuggestion = max(1, threads)
+        return NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 
     /// The HTTP application (KServe v2 routes).
@@ -68,7 +85,9 @@ public struct InferenceServer: Sendable {
         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: InferenceRoutes(manager: manager, metrics: metrics, maxBodyBytes: settings.maxBodyBytes).router(),
+            router: InferenceRoutes(
+                manager: manager, metrics: metrics, maxBodyBytes: settings.maxBodyBytes, sharedMemory: sharedMemory
+            ).router(),
             server: .http1LargeReads(),
             configuration: .init(address: .hostname(settings.host, port: settings.httpPort), serverName: "dnnscaler"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },

@@ -63,6 +63,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "How often free C heap memory is handed back to the system, in seconds (0: never).")
     var heapTrimInterval = 10.0
 
+    @Flag(
+        help:
+            "Let clients register system shared-memory regions (Triton's extension; off by default: a client could make the server read and write any shared-memory object this user can open)."
+    )
+    var allowClientShm = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -98,6 +104,10 @@ struct ServeCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "dnnscaler")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        if ProcessInfo.processInfo.environment["DNNSCALER_NIO_EXECUTOR"] != "0" {
+            let installed = InferenceServer.runConcurrencyOnEventLoops(threads: SystemInfo.cpuCores)
+            logger.debug("tasks on NIO event loops", metadata: ["installed": "\(installed)"])
+        }
         let runtime = try runtimeOptions.loadRuntime()
         let repository = ModelRepository(root: modelRepository)
         guard !repository.modelNames().isEmpty else {
@@ -106,7 +116,8 @@ struct ServeCommand: AsyncParsableCommand {
         let settings = ServerSettings(
             host: host, httpPort: httpPort, grpcPort: grpcPort, metricsPort: metricsPort, repository: repository,
             models: models.map { $0.split(separator: ",").map(String.init) }, defaults: defaults,
-            maxBodyBytes: maxBodyBytes, heapTrimIntervalSeconds: heapTrimInterval)
+            maxBodyBytes: maxBodyBytes, heapTrimIntervalSeconds: heapTrimInterval,
+            allowClientSharedMemory: allowClientShm)
         logger.info(
             "starting DNNScaler",
             metadata: [

@@ -14,7 +14,7 @@ enum ServerTestSupport {
     /// A server over `repository` with `models` loaded, quick to start.
     static func server(
         models: [String], repository: ModelRepository = repository, defaults: ModelServingOptions? = nil,
-        maxBodyBytes: Int = 64 << 20
+        maxBodyBytes: Int = 64 << 20, allowClientSharedMemory: Bool = false
     ) async throws -> InferenceServer {
         let runtime = try OnnxRuntime.load(
             libraryPath: ProcessInfo.processInfo.environment[OnnxRuntime.libraryEnvironmentVariable])
@@ -24,7 +24,7 @@ enum ServerTestSupport {
         let server = InferenceServer(
             settings: ServerSettings(
                 host: "127.0.0.1", httpPort: 0, metricsPort: 0, repository: repository, models: models,
-                defaults: options, maxBodyBytes: maxBodyBytes),
+                defaults: options, maxBodyBytes: maxBodyBytes, allowClientSharedMemory: allowClientSharedMemory),
             runtime: runtime, logger: logger)
         await server.manager.loadAll(names: models)
         return server

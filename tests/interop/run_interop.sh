@@ -6,7 +6,7 @@
 #   DNNSCALER_BIN=.build/release/dnnscaler tests/interop/run_interop.sh
 #
 # Starts the server on free ports with simple,tiny_cnn,linear_hand, waits until it is ready,
-# then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4) and gRPC (unary,
+# then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4, system shared memory) and gRPC (unary,
 # batch 4, streaming), tests/interop/tritonclient_roundtrip.py and
 # tests/interop/tritonclient_grpc_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
 # checks a clean exit (0 within 30 s). Needs scripts/setup (models) and scripts/setup_clients
@@ -89,7 +89,7 @@ GRPC_URL="127.0.0.1:$GRPC_PORT"
 # --- start the server -----------------------------------------------------------------------
 say "starting $BIN on http $HTTP_PORT, grpc $GRPC_PORT, metrics $METRICS_PORT (models $MODELS)"
 "$BIN" serve --model-repository "$REPO" --models "$MODELS" --host 127.0.0.1 \
-  --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --slo-ms 50 >"$LOG" 2>&1 &
+  --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --slo-ms 50 --allow-client-shm >"$LOG" 2>&1 &
 SERVER_PID=$!
 
 start=$SECONDS
@@ -142,6 +142,7 @@ run_pa() {
 run_pa binary 4 -u "$URL" --concurrency-range 1:4
 run_pa json 4 -u "$URL" --concurrency-range 1:4 --input-tensor-format json --output-tensor-format json
 run_pa batch4 2 -u "$URL" --concurrency-range 1:2 -b 4
+run_pa shared-memory 2 -u "$URL" --concurrency-range 1:2 --shared-memory system
 run_pa grpc 4 -i grpc -u "$GRPC_URL" --concurrency-range 1:4
 run_pa grpc-batch4 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 -b 4
 run_pa grpc-streaming 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 --streaming --async

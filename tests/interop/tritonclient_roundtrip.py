@@ -132,6 +132,47 @@ def main():
 
     c.run("infer simple all outputs by default", simple_default_outputs)
 
+    # --- system shared memory (the server runs with --allow-client-shm) -------------------
+    def simple_through_shared_memory():
+        import os
+
+        import tritonclient.utils.shared_memory as shm
+
+        a = rng.integers(-(2**20), 2**20, size=(2, 16), dtype=np.int32)
+        b = rng.integers(-(2**20), 2**20, size=(2, 16), dtype=np.int32)
+        suffix = os.getpid()
+        in_handle = shm.create_shared_memory_region("interop_in", f"/interop_in_{suffix}", 256)
+        out_handle = shm.create_shared_memory_region("interop_out", f"/interop_out_{suffix}", 256)
+        try:
+            client.unregister_system_shared_memory()
+            shm.set_shared_memory_region(in_handle, [a, b])
+            client.register_system_shared_memory("interop_in", f"/interop_in_{suffix}", 256)
+            client.register_system_shared_memory("interop_out", f"/interop_out_{suffix}", 256)
+            status = client.get_system_shared_memory_status()
+            names = sorted(r["name"] for r in status)
+            expect(names == ["interop_in", "interop_out"], f"registered regions {names}")
+            inputs = [httpclient.InferInput("INPUT0", [2, 16], "INT32"), httpclient.InferInput("INPUT1", [2, 16], "INT32")]
+            inputs[0].set_shared_memory("interop_in", 128)
+            inputs[1].set_shared_memory("interop_in", 128, offset=128)
+            outputs = [httpclient.InferRequestedOutput("OUTPUT0"), httpclient.InferRequestedOutput("OUTPUT1", binary_data=True)]
+            outputs[0].set_shared_memory("interop_out", 128)
+            res = client.infer("simple", inputs, outputs=outputs)
+            # As in Triton's own shared-memory example: the output is listed, its data is in the region.
+            out0 = res.get_output("OUTPUT0")
+            expect(out0 is not None and "data" not in out0, f"OUTPUT0 entry {out0}")
+            expect(list(out0["shape"]) == [2, 16], f"OUTPUT0 shape {out0['shape']}")
+            got = shm.get_contents_as_numpy(out_handle, np.int32, [2, 16])
+            expect_array(got, a + b, "OUTPUT0 (shared memory)")
+            expect_array(res.as_numpy("OUTPUT1"), a - b, "OUTPUT1 (body)")
+            client.unregister_system_shared_memory("interop_in")
+            client.unregister_system_shared_memory("interop_out")
+            expect(client.get_system_shared_memory_status() == [], "regions left after unregister")
+        finally:
+            shm.destroy_shared_memory_region(in_handle)
+            shm.destroy_shared_memory_region(out_handle)
+
+    c.run("infer simple through system shared memory", simple_through_shared_memory)
+
     # --- linear_hand: several rows, exact float results ----------------------------------
     def infer_linear(rows, binary):
         # integers and halves: every product and sum is exact in float32, in any order

@@ -34,6 +34,20 @@ public struct Tensor: Sendable {
         self.init(dataType: dataType, shape: shape, buffer: buffer, byteOffset: 0, byteCount: expected)
     }
 
+    /// A tensor over memory that `owner` keeps valid (a mapped shared-memory region): no copy. The
+    /// tensor holds `owner` until its last view is gone. The owner's memory should not change while
+    /// the tensor is in use; if its writer changes it anyway, only the results computed from it suffer.
+    public init(
+        dataType: DataType, shape: [Int], viewing bytes: UnsafeRawBufferPointer, owner: some AnyObject & Sendable
+    ) throws(TensorError) {
+        let expected = try Shape.byteCount(shape, dataType: dataType)
+        guard bytes.count == expected else {
+            throw .byteCountMismatch(expected: expected, actual: bytes.count, dataType: dataType, shape: shape)
+        }
+        let buffer = TensorBuffer(external: bytes) { _ in withExtendedLifetime(owner) {} }
+        self.init(dataType: dataType, shape: shape, buffer: buffer, byteOffset: 0, byteCount: expected)
+    }
+
     /// Builds a tensor from raw bytes; throws unless their count matches the shape and data type.
     public init(dataType: DataType, shape: [Int], bytes: [UInt8]) throws(TensorError) {
         let result = bytes.withUnsafeBytes { raw in

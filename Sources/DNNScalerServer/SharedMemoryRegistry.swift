@@ -1,0 +1,202 @@
+import DNNScaler
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A client's POSIX shared-memory object, or the part of it from `offset` for `byteSize` bytes,
+/// mapped into the server (Triton's system shared-memory extension). Inputs are read from it and
+/// outputs written to it instead of travelling in the request and response bodies.
+///
+/// The mapping lives as long as the region object: a request that still reads it keeps it mapped
+/// after the region is unregistered.
+public final class SystemSharedMemoryRegion: Sendable {
+    /// The name the client registered it under.
+    public let name: String
+    /// The key of the shared-memory object (`shm_open` name).
+    public let key: String
+    /// Where the region starts in the object, in bytes.
+    public let offset: Int
+    /// The region's size in bytes.
+    public let byteSize: Int
+
+    // The mapping starts at the page holding `offset`; `base` points at `offset` itself.
+    private let mappingAddress: UInt
+    private let mappingLength: Int
+    private let baseAddress: UInt
+    private let descriptor: Int32
+
+    fileprivate init(name: String, key: String, offset: Int, byteSize: Int) throws(ServerError) {
+        guard !key.isEmpty else { throw .badRequest("shared memory region '\(name)': 'key' must not be empty") }
+        guard offset >= 0, byteSize > 0, offset <= Int.max - byteSize else {
+            throw .badRequest(
+                "shared memory region '\(name)': offset \(offset) and byte_size \(byteSize) must be >= 0 and > 0")
+        }
+        let descriptor = shm_open(key, O_RDWR, 0)
+        guard descriptor >= 0 else {
+            throw .badRequest(
+                "shared memory region '\(name)': cannot open shared memory object '\(key)': \(String(cString: strerror(errno)))"
+            )
+        }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else {
+            close(descriptor)
+            throw .badRequest("shared memory region '\(name)': cannot stat '\(key)'")
+        }
+        guard Int(status.st_size) >= offset + byteSize else {
+            close(descriptor)
+            throw .badRequest(
+                "shared memory region '\(name)': offset \(offset) + byte_size \(byteSize) exceeds the \(status.st_size) bytes of '\(key)'"
+            )
+        }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let alignedOffset = offset - offset % page
+        let length = byteSize + (offset - alignedOffset)
+        guard
+            let mapping = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, off_t(alignedOffset)),
+            mapping != MAP_FAILED
+        else {
+            let reason = String(cString: strerror(errno))
+            close(descriptor)
+            throw .badRequest("shared memory region '\(name)': cannot map '\(key)': \(reason)")
+        }
+        self.name = name
+        self.key = key
+        self.offset = offset
+        self.byteSize = byteSize
+        self.descriptor = descriptor
+        mappingAddress = UInt(bitPattern: mapping)
+        mappingLength = length
+        baseAddress = mappingAddress + UInt(offset - alignedOffset)
+    }
+
+    deinit {
+        munmap(UnsafeMutableRawPointer(bitPattern: mappingAddress), mappingLength)
+        close(descriptor)
+    }
+
+    /// Checks that `byteCount` bytes from `offset` lie inside the region and inside the object as it
+    /// is now (a client that shrank the object would otherwise make the server fault on it).
+    private func checkRange(offset: Int, byteCount: Int, what: String) throws(ServerError) {
+        guard offset >= 0, byteCount >= 0, offset <= byteSize, byteCount <= byteSize - offset else {
+            throw .badRequest(
+                "\(what): shared_memory_offset \(offset) + \(byteCount) bytes exceeds the \(byteSize)-byte region '\(name)'"
+            )
+        }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, Int(status.st_size) >= self.offset + offset + byteCount else {
+            throw .badRequest("\(what): the shared memory object '\(key)' of region '\(name)' has shrunk")
+        }
+    }
+
+    /// A tensor over `byteCount` region bytes from `offset`: a view without a copy when the address
+    /// suits any SIMD load, else a copy. The view keeps the region mapped.
+    func tensor(
+        dataType: DataType, shape: [Int], offset: Int, byteCount: Int, what: String
+    ) throws(ServerError) -> Tensor {
+        try checkRange(offset: offset, byteCount: byteCount, what: what)
+        let bytes = UnsafeRawBufferPointer(
+            start: UnsafeRawPointer(bitPattern: baseAddress + UInt(offset)), count: byteCount)
+        do {
+            if (baseAddress + UInt(offset)) % 64 == 0 {
+                return try Tensor(dataType: dataType, shape: shape, viewing: bytes, owner: self)
+            }
+            return try Tensor(dataType: dataType, shape: shape, copying: bytes)
+        } catch {
+            throw .badRequest("\(what): \(error)")
+        }
+    }
+
+    /// Copies `tensor`'s bytes into the region at `offset`.
+    func write(_ tensor: Tensor, offset: Int, what: String) throws(ServerError) {
+        try checkRange(offset: offset, byteCount: tensor.byteCount, what: what)
+        guard let destination = UnsafeMutableRawPointer(bitPattern: baseAddress + UInt(offset)) else { return }
+        tensor.withUnsafeBytes { source in
+            if let start = source.baseAddress { destination.copyMemory(from: start, byteCount: source.count) }
+        }
+    }
+
+    /// The region as Triton's status response shows it.
+    var statusJSON: [String: Any] { ["name": name, "key": key, "offset": offset, "byte_size": byteSize] }
+}
+
+/// The system shared-memory regions clients registered, by name.
+///
+/// Off unless the server is started with `--allow-client-shm`: a registered key lets a client
+/// make the server read and write any shared-memory object its user can open.
+public final class SharedMemoryRegistry: Sendable {
+    /// Whether clients may register regions.
+    public let enabled: Bool
+    /// The most regions registered at once.
+    public let maxRegions: Int
+    private let regions = Mutex<[String: SystemSharedMemoryRegion]>([:])
+
+    /// Creates an empty registry.
+    public init(enabled: Bool, maxRegions: Int = 1024) {
+        self.enabled = enabled
+        self.maxRegions = maxRegions
+    }
+
+    /// Throws the "disabled" error unless clients may use shared memory.
+    func requireEnabled() throws(ServerError) {
+        guard enabled else {
+            throw .badRequest("client shared memory is disabled: start the server with --allow-client-shm")
+        }
+    }
+
+    /// Maps `key` from `offset` for `byteSize` bytes under `name`; a name in use is an error.
+    public func register(name: String, key: String, offset: Int, byteSize: Int) throws(ServerError) {
+        try requireEnabled()
+        guard !name.isEmpty else { throw .badRequest("a shared memory region needs a name") }
+        guard region(named: name) == nil else {
+            throw .badRequest("shared memory region '\(name)' is already registered")
+        }
+        let region = try SystemSharedMemoryRegion(name: name, key: key, offset: offset, byteSize: byteSize)
+        let refusal: ServerError? = regions.withLock { regions in
+            if regions[name] != nil { return .badRequest("shared memory region '\(name)' is already registered") }
+            if regions.count >= maxRegions {
+                return .badRequest("too many shared memory regions registered (at most \(maxRegions))")
+            }
+            regions[name] = region
+            return nil
+        }
+        if let refusal { throw refusal }
+    }
+
+    /// Unregisters `name`, or every region when `name` is `nil`. An unknown name is not an error
+    /// (Triton's behaviour). Requests in flight keep their mapping until they finish.
+    public func unregister(name: String?) throws(ServerError) {
+        try requireEnabled()
+        regions.withLock { regions in
+            if let name { regions[name] = nil } else { regions.removeAll() }
+        }
+    }
+
+    /// The region registered as `name`, if any.
+    public func region(named name: String) -> SystemSharedMemoryRegion? {
+        regions.withLock { $0[name] }
+    }
+
+    /// Every region, or the one named (an unknown name is an error), sorted by name.
+    public func status(name: String?) throws(ServerError) -> [SystemSharedMemoryRegion] {
+        try requireEnabled()
+        if let name {
+            guard let region = region(named: name) else {
+                throw .badRequest("no shared memory region named '\(name)' is registered")
+            }
+            return [region]
+        }
+        return regions.withLock { Array($0.values) }.sorted { $0.name < $1.name }
+    }
+
+    /// The region a request names in its `shared_memory_*` parameters.
+    func lookup(_ name: String, what: String) throws(ServerError) -> SystemSharedMemoryRegion {
+        try requireEnabled()
+        guard let region = region(named: name) else {
+            throw .badRequest("\(what): shared memory region '\(name)' is not registered")
+        }
+        return region
+    }
+}
