@@ -14,6 +14,9 @@ configuration run in process by `dnnscaler profile`.
         1 instance,  batch 1  (in process --instances 1 --threads 2 --batch-sizes 1), concurrency 4
         2 instances, batch 1  (in process --instances 2 --threads 1 --batch-sizes 1), concurrency 4
         1 instance,  batch 4  (in process --instances 1 --threads 2 --batch-sizes 4), concurrency 8
+    With --shared-memory (default on) each server run is measured twice: tensors in the HTTP
+    body (binary), then in system shared memory (`perf_analyzer --shared-memory system`, the
+    server started with --allow-client-shm), so the cost of moving the tensor bytes shows apart.
     The server gets a huge SLO (600000 ms, written into a temporary copy of the repository's
     config.json, which wins over `serve --slo-ms`) so that its deadline-based admission control
     never refuses a request of the closed loop: perf_analyzer stops at the first failed request.
@@ -418,46 +421,76 @@ CONFIGURATIONS = [(1, 2, 1, 4), (2, 1, 1, 4)]
 BATCH_CONFIGURATION = (1, 2, 4, 8)
 
 
+SHARED_MEMORY_ARGS = ["--shared-memory", "system", "--output-shared-memory-size", str(1 << 20)]
+
+
 def server_throughput(args, tools, model, instances, batch, concurrency):
-    """(throughput, configuration the server reports, why-not) for one fresh server."""
+    """({transport: throughput or None}, configuration the server reports, why-nots) for one fresh
+    server: "binary" (tensors in the HTTP body), and "shm" (system shared memory) with --shared-memory."""
+    transports = {"binary": []}
+    if args.shared_memory:
+        transports["shm"] = SHARED_MEMORY_ARGS
+    values, notes = {name: None for name in transports}, []
     try:
         with model_repository([model], args.model_repository, slo_ms=args.slo_ms) as repo, \
                 Server(args.bin, [model], args.slo_ms, policy="static", batch_size=batch, instances=instances,
-                       repository=repo) as server:
+                       repository=repo, extra=["--allow-client-shm"] if args.shared_memory else []) as server:
             cfg = server.configuration(model)
-            base = ["--concurrency-range", str(concurrency), "-p", args.window_ms, "--max-trials", args.max_trials]
-            res = run_perf_analyzer(tools, server.url, model, base + ["-s", args.stability])
-            if not res.ok and res.unstable and not res.errors:
-                # A 2-core VM is noisy; a looser stability criterion still gives an honest average.
-                res = run_perf_analyzer(tools, server.url, model, base + ["-s", "50"])
-            if not res.ok:
-                return None, cfg, res.why()
-            return res.rows[0]["Inferences/Second"], cfg, ""
+            for name, extra in transports.items():
+                base = (["--concurrency-range", str(concurrency), "-p", args.window_ms, "--max-trials", args.max_trials]
+                        + extra)
+                res = run_perf_analyzer(tools, server.url, model, base + ["-s", args.stability])
+                if not res.ok and res.unstable and not res.errors:
+                    # A 2-core VM is noisy; a looser stability criterion still gives an honest average.
+                    res = run_perf_analyzer(tools, server.url, model, base + ["-s", "50"])
+                if res.ok:
+                    values[name] = res.rows[0]["Inferences/Second"]
+                else:
+                    notes.append(f"{name}: {res.why()}")
+            return values, cfg, notes
     except RuntimeError as exc:
-        return None, None, str(exc).splitlines()[0]
+        return values, None, [str(exc).splitlines()[0]]
+
+
+def parse_configurations(text):
+    """"INSTANCESxTHREADS:BATCH:CONCURRENCY,..." (such as 1x1:1:2) as CONFIGURATIONS tuples."""
+    configs = []
+    for item in text.split(","):
+        try:
+            shape, batch, concurrency = item.split(":")
+            instances, threads = shape.lower().split("x")
+            configs.append((int(instances), int(threads), int(batch), int(concurrency)))
+        except ValueError:
+            sys.exit(f"--configs: '{item}' is not INSTANCESxTHREADS:BATCH:CONCURRENCY (such as 1x1:1:2)")
+    return configs
 
 
 def throughput_comparison(args, tools):
-    configs = list(CONFIGURATIONS)
-    if not args.no_batch4:
-        configs.append(BATCH_CONFIGURATION)
+    if args.configs:
+        configs = parse_configurations(args.configs)
+    else:
+        configs = list(CONFIGURATIONS)
+        if not args.no_batch4:
+            configs.append(BATCH_CONFIGURATION)
     rows = []
-    print(f"\n(b) saturated throughput: server (perf_analyzer closed loop, binary, batch-1 requests, -p {args.window_ms}) "
+    print(f"\n(b) saturated throughput: server (perf_analyzer closed loop, batch-1 requests, -p {args.window_ms}; "
+          f"tensors in the body{', then in system shared memory' if args.shared_memory else ''}) "
           f"vs in process (dnnscaler profile --duration {args.duration}); {args.repeats} alternating runs each", flush=True)
-    print(f"{'model':<12} {'config':<14} {'conc':>4} {'server/s':>9} {'in-proc/s':>10} {'ratio':>6}  runs (server | in-process)",
-          flush=True)
+    print(f"{'model':<12} {'config':<14} {'conc':>4} {'server/s':>9} {'shm/s':>7} {'in-proc/s':>10} {'ratio':>6} "
+          f"{'shm':>6}  runs (server | shm | in-process)", flush=True)
     for model in args.models.split(","):
         for instances, threads, batch, concurrency in configs:
-            served, inproc, cfgs, notes = [], [], [], []
+            served, shared, inproc, cfgs, notes = [], [], [], [], []
             for repeat in range(args.repeats):
                 order = ["server", "inproc"] if repeat % 2 == 0 else ["inproc", "server"]
                 for side in order:
                     if side == "server":
-                        value, cfg, why = server_throughput(args, tools, model, instances, batch, concurrency)
-                        served.append(value)
+                        values, cfg, why = server_throughput(args, tools, model, instances, batch, concurrency)
+                        served.append(values.get("binary"))
+                        if args.shared_memory:
+                            shared.append(values.get("shm"))
                         cfgs.append(describe_configuration(cfg))
-                        if why:
-                            notes.append(why)
+                        notes.extend(why)
                     else:
                         try:
                             inproc.append(profile_throughput(args.bin, model, instances, threads, batch, args.duration,
@@ -466,25 +499,28 @@ def throughput_comparison(args, tools):
                             inproc.append(None)
                             notes.append(f"profile failed: exit {exc.returncode}")
             row = {"model": model, "instances": instances, "threads": threads, "batch_size": batch,
-                   "concurrency": concurrency, "server_runs": served, "inprocess_runs": inproc,
-                   "server_configurations": cfgs, "server_median": median(served), "inprocess_median": median(inproc),
-                   "notes": notes}
-            row["ratio"] = (row["server_median"] / row["inprocess_median"]
-                            if row["server_median"] and row["inprocess_median"] else None)
+                   "concurrency": concurrency, "server_runs": served, "shared_memory_runs": shared,
+                   "inprocess_runs": inproc, "server_configurations": cfgs, "server_median": median(served),
+                   "shared_memory_median": median(shared), "inprocess_median": median(inproc), "notes": notes}
+            for key, source in (("ratio", "server_median"), ("shared_memory_ratio", "shared_memory_median")):
+                row[key] = (row[source] / row["inprocess_median"]
+                            if row[source] and row["inprocess_median"] else None)
             rows.append(row)
             config = f"{instances}x{threads}T b{batch}"
-            runs = " ".join(fmt(v) for v in served) + " | " + " ".join(fmt(v) for v in inproc)
+            runs = " | ".join(" ".join(fmt(v) for v in values) for values in (served, shared, inproc))
             print(f"{model:<12} {config:<14} {concurrency:>4} {fmt(row['server_median']):>9} "
-                  f"{fmt(row['inprocess_median']):>10} {fmt(row['ratio'], '.3f'):>6}  {runs}", flush=True)
+                  f"{fmt(row['shared_memory_median']):>7} {fmt(row['inprocess_median']):>10} "
+                  f"{fmt(row['ratio'], '.3f'):>6} {fmt(row['shared_memory_ratio'], '.3f'):>6}  {runs}", flush=True)
             expected = f"{instances}x{threads}T b{batch}"
             odd = sorted({c for c in cfgs if c != expected})
             if odd:
                 print(f"  warning: the server reported configuration(s) {', '.join(odd)}, expected {expected}", flush=True)
             for note in sorted(set(notes)):
                 print(f"  note: {note}", flush=True)
-    ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
-    if ratios:
-        print(f"minimum ratio server/in-process: {min(ratios):.3f} (target >= 0.95)", flush=True)
+    for key, label in (("ratio", "tensors in the body"), ("shared_memory_ratio", "system shared memory")):
+        ratios = [r[key] for r in rows if r[key] is not None]
+        if ratios:
+            print(f"minimum ratio server/in-process, {label}: {min(ratios):.3f} (target >= 0.95)", flush=True)
     return rows
 
 
@@ -499,6 +535,11 @@ def main():
     parser.add_argument("--max-trials", default="8", help="perf_analyzer --max-trials (default 8)")
     parser.add_argument("--models", default="resnet50,squeezenet")
     parser.add_argument("--no-batch4", action="store_true", help="skip static batch 4 at concurrency 8")
+    parser.add_argument("--configs", default=None,
+                        help="configurations instead of the default ones: INSTANCESxTHREADS:BATCH:CONCURRENCY,... "
+                             "(such as 1x1:1:2 for a server pinned to one CPU)")
+    parser.add_argument("--no-shared-memory", dest="shared_memory", action="store_false",
+                        help="measure tensors in the HTTP body only, not also in system shared memory")
     parser.add_argument("--skip-latency", action="store_true", help="skip (a)")
     parser.add_argument("--skip-throughput", action="store_true", help="skip (b)")
     parser.add_argument("--slo-ms", type=float, default=600000,
