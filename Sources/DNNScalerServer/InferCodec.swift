@@ -2,13 +2,6 @@ import DNNScaler
 import Foundation
 import NIOCore
 
-/// Where a tensor lies in a registered shared-memory region (Triton's `shared_memory_*` parameters).
-struct SharedMemoryReference {
-    var region: SystemSharedMemoryRegion
-    var offset: Int
-    var byteSize: Int
-}
-
 /// An output the client asked for, and how it goes back.
 struct RequestedOutput {
     var name: String
@@ -117,14 +110,8 @@ enum InferCodec {
                     throw .badRequest(
                         "input '\(name)': give shared_memory_region or data/binary_data_size, not both")
                 }
-                guard reference.byteSize == byteCount else {
-                    throw .badRequest(
-                        "input '\(name)': shared_memory_byte_size \(reference.byteSize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
-                    )
-                }
-                inputs[name] = try reference.region.tensor(
-                    dataType: dataType, shape: shape, offset: reference.offset, byteCount: byteCount,
-                    what: "input '\(name)'")
+                inputs[name] = try reference.inputTensor(
+                    dataType: dataType, shape: shape, byteCount: byteCount, what: "input '\(name)'")
             } else if let size = inputParameters["binary_data_size"] {
                 guard let sizeNumber = JSONValues.number(size), let binarySize = Int(exactly: sizeNumber.doubleValue),
                     binarySize >= 0
@@ -206,8 +193,7 @@ enum InferCodec {
         let offset =
             try offsetValue.map { (value) throws(ServerError) in try integer(value, "shared_memory_offset") } ?? 0
         guard let registry else { throw .badRequest("\(what): shared memory is not supported on this endpoint") }
-        let region = try registry.lookup(regionName, what: what)
-        return SharedMemoryReference(region: region, offset: offset, byteSize: byteSize)
+        return try registry.reference(regionName: regionName, byteSize: byteSize, offset: offset, what: what)
     }
 
     /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`.
@@ -334,12 +320,7 @@ enum InferCodec {
                 #"{"name":"# + jsonString(output.name) + #","datatype":""# + tensor.dataType.rawValue + #"","shape":["#
             json += tensor.shape.map(String.init).joined(separator: ",") + "]"
             if let reference = requested?.sharedMemory {
-                guard tensor.byteCount <= reference.byteSize else {
-                    throw .badRequest(
-                        "output '\(output.name)' has \(tensor.byteCount) bytes; shared_memory_byte_size \(reference.byteSize) is too small"
-                    )
-                }
-                try reference.region.write(tensor, offset: reference.offset, what: "output '\(output.name)'")
+                try reference.write(output: tensor, what: "output '\(output.name)'")
                 // No `parameters` and no `data`: Triton's clients read any output `parameters` as
                 // binary data in the body; the client knows where it asked the output to go.
                 json += "}"

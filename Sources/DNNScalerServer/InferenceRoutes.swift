@@ -7,7 +7,7 @@ import Hummingbird
 public struct InferenceRoutes: Sendable {
     /// The server version reported by `GET /v2`.
     public static let serverVersion = "0.1.0"
-    /// Protocol extensions every front end supports; HTTP adds `system_shared_memory` when enabled.
+    /// Protocol extensions always advertised; `system_shared_memory` is added when it is enabled.
     public static let extensions = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
     /// The header that carries the JSON length of a binary request or response.
     // The literal is a valid field name, so the fallback is never taken.

@@ -97,7 +97,8 @@ public struct InferenceServer: Sendable {
     /// The gRPC front end (`inference.GRPCInferenceService`).
     public func grpcFrontEnd() -> GRPCFrontEnd {
         GRPCFrontEnd(
-            service: GRPCInferenceService(manager: manager, metrics: metrics, maxRequestBytes: settings.maxBodyBytes),
+            service: GRPCInferenceService(
+                manager: manager, metrics: metrics, maxRequestBytes: settings.maxBodyBytes, sharedMemory: sharedMemory),
             host: settings.host, port: settings.grpcPort, logger: logger)
     }
 

@@ -191,12 +191,43 @@ public final class SharedMemoryRegistry: Sendable {
         return regions.withLock { Array($0.values) }.sorted { $0.name < $1.name }
     }
 
-    /// The region a request names in its `shared_memory_*` parameters.
-    func lookup(_ name: String, what: String) throws(ServerError) -> SystemSharedMemoryRegion {
+    /// What an input or output names in its `shared_memory_*` parameters, checked against the
+    /// registered regions.
+    func reference(
+        regionName: String, byteSize: Int, offset: Int, what: String
+    ) throws(ServerError)
+        -> SharedMemoryReference
+    {
         try requireEnabled()
-        guard let region = region(named: name) else {
-            throw .badRequest("\(what): shared memory region '\(name)' is not registered")
+        guard let region = region(named: regionName) else {
+            throw .badRequest("\(what): shared memory region '\(regionName)' is not registered")
         }
-        return region
+        return SharedMemoryReference(region: region, offset: offset, byteSize: byteSize)
+    }
+}
+
+/// Where a tensor lies in a registered shared-memory region (Triton's `shared_memory_*` parameters).
+struct SharedMemoryReference {
+    var region: SystemSharedMemoryRegion
+    var offset: Int
+    var byteSize: Int
+
+    /// The input tensor of `dataType` and `shape` these bytes hold; the size must match exactly.
+    func inputTensor(dataType: DataType, shape: [Int], byteCount: Int, what: String) throws(ServerError) -> Tensor {
+        guard byteSize == byteCount else {
+            throw .badRequest(
+                "\(what): shared_memory_byte_size \(byteSize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
+            )
+        }
+        return try region.tensor(dataType: dataType, shape: shape, offset: offset, byteCount: byteCount, what: what)
+    }
+
+    /// Writes an output tensor here; it must fit.
+    func write(output tensor: Tensor, what: String) throws(ServerError) {
+        guard tensor.byteCount <= byteSize else {
+            throw .badRequest(
+                "\(what) has \(tensor.byteCount) bytes; shared_memory_byte_size \(byteSize) is too small")
+        }
+        try region.write(tensor, offset: offset, what: what)
     }
 }

@@ -1,7 +1,7 @@
 // swift-format-ignore-file
 // DNNScaler's declaration of the gRPC inference protocol it serves: the KServe v2 (Open Inference
-// Protocol) RPCs plus the Triton extensions its clients call (ModelConfig, ModelStatistics and
-// the repository RPCs). Only the messages and fields DNNScaler reads or writes are declared; the
+// Protocol) RPCs plus the Triton extensions its clients call (ModelConfig, ModelStatistics, the
+// repository and the shared-memory RPCs). Only the messages and fields DNNScaler reads or writes are declared; the
 // package, service, message names and field numbers are those the protocol fixes, so Triton's
 // clients (tritonclient, perf_analyzer) talk to it unchanged. Fields a client sends that are not
 // declared here are kept as unknown fields and ignored.
@@ -187,6 +187,84 @@ public enum Inference_GRPCInferenceService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "SystemSharedMemoryStatus" metadata.
+        public enum SystemSharedMemoryStatus: Sendable {
+            /// Request type for "SystemSharedMemoryStatus".
+            public typealias Input = Inference_SystemSharedMemoryStatusRequest
+            /// Response type for "SystemSharedMemoryStatus".
+            public typealias Output = Inference_SystemSharedMemoryStatusResponse
+            /// Descriptor for "SystemSharedMemoryStatus".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "SystemSharedMemoryStatus",
+                type: .unary
+            )
+        }
+        /// Namespace for "SystemSharedMemoryRegister" metadata.
+        public enum SystemSharedMemoryRegister: Sendable {
+            /// Request type for "SystemSharedMemoryRegister".
+            public typealias Input = Inference_SystemSharedMemoryRegisterRequest
+            /// Response type for "SystemSharedMemoryRegister".
+            public typealias Output = Inference_SystemSharedMemoryRegisterResponse
+            /// Descriptor for "SystemSharedMemoryRegister".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "SystemSharedMemoryRegister",
+                type: .unary
+            )
+        }
+        /// Namespace for "SystemSharedMemoryUnregister" metadata.
+        public enum SystemSharedMemoryUnregister: Sendable {
+            /// Request type for "SystemSharedMemoryUnregister".
+            public typealias Input = Inference_SystemSharedMemoryUnregisterRequest
+            /// Response type for "SystemSharedMemoryUnregister".
+            public typealias Output = Inference_SystemSharedMemoryUnregisterResponse
+            /// Descriptor for "SystemSharedMemoryUnregister".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "SystemSharedMemoryUnregister",
+                type: .unary
+            )
+        }
+        /// Namespace for "CudaSharedMemoryStatus" metadata.
+        public enum CudaSharedMemoryStatus: Sendable {
+            /// Request type for "CudaSharedMemoryStatus".
+            public typealias Input = Inference_CudaSharedMemoryStatusRequest
+            /// Response type for "CudaSharedMemoryStatus".
+            public typealias Output = Inference_CudaSharedMemoryStatusResponse
+            /// Descriptor for "CudaSharedMemoryStatus".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "CudaSharedMemoryStatus",
+                type: .unary
+            )
+        }
+        /// Namespace for "CudaSharedMemoryRegister" metadata.
+        public enum CudaSharedMemoryRegister: Sendable {
+            /// Request type for "CudaSharedMemoryRegister".
+            public typealias Input = Inference_CudaSharedMemoryRegisterRequest
+            /// Response type for "CudaSharedMemoryRegister".
+            public typealias Output = Inference_CudaSharedMemoryRegisterResponse
+            /// Descriptor for "CudaSharedMemoryRegister".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "CudaSharedMemoryRegister",
+                type: .unary
+            )
+        }
+        /// Namespace for "CudaSharedMemoryUnregister" metadata.
+        public enum CudaSharedMemoryUnregister: Sendable {
+            /// Request type for "CudaSharedMemoryUnregister".
+            public typealias Input = Inference_CudaSharedMemoryUnregisterRequest
+            /// Response type for "CudaSharedMemoryUnregister".
+            public typealias Output = Inference_CudaSharedMemoryUnregisterResponse
+            /// Descriptor for "CudaSharedMemoryUnregister".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "inference.GRPCInferenceService"),
+                method: "CudaSharedMemoryUnregister",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "inference.GRPCInferenceService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             ServerLive.descriptor,
@@ -200,7 +278,13 @@ public enum Inference_GRPCInferenceService: Sendable {
             ModelStatistics.descriptor,
             RepositoryIndex.descriptor,
             RepositoryModelLoad.descriptor,
-            RepositoryModelUnload.descriptor
+            RepositoryModelUnload.descriptor,
+            SystemSharedMemoryStatus.descriptor,
+            SystemSharedMemoryRegister.descriptor,
+            SystemSharedMemoryUnregister.descriptor,
+            CudaSharedMemoryStatus.descriptor,
+            CudaSharedMemoryRegister.descriptor,
+            CudaSharedMemoryUnregister.descriptor
         ]
     }
 }
@@ -398,6 +482,90 @@ extension Inference_GRPCInferenceService {
             request: GRPCCore.StreamingServerRequest<Inference_RepositoryModelUnloadRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Inference_RepositoryModelUnloadResponse>
+
+        /// Handle the "SystemSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_SystemSharedMemoryStatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_SystemSharedMemoryStatusResponse` messages.
+        func systemSharedMemoryStatus(
+            request: GRPCCore.StreamingServerRequest<Inference_SystemSharedMemoryStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_SystemSharedMemoryStatusResponse>
+
+        /// Handle the "SystemSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_SystemSharedMemoryRegisterRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_SystemSharedMemoryRegisterResponse` messages.
+        func systemSharedMemoryRegister(
+            request: GRPCCore.StreamingServerRequest<Inference_SystemSharedMemoryRegisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_SystemSharedMemoryRegisterResponse>
+
+        /// Handle the "SystemSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_SystemSharedMemoryUnregisterRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_SystemSharedMemoryUnregisterResponse` messages.
+        func systemSharedMemoryUnregister(
+            request: GRPCCore.StreamingServerRequest<Inference_SystemSharedMemoryUnregisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_SystemSharedMemoryUnregisterResponse>
+
+        /// Handle the "CudaSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_CudaSharedMemoryStatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_CudaSharedMemoryStatusResponse` messages.
+        func cudaSharedMemoryStatus(
+            request: GRPCCore.StreamingServerRequest<Inference_CudaSharedMemoryStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_CudaSharedMemoryStatusResponse>
+
+        /// Handle the "CudaSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_CudaSharedMemoryRegisterRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_CudaSharedMemoryRegisterResponse` messages.
+        func cudaSharedMemoryRegister(
+            request: GRPCCore.StreamingServerRequest<Inference_CudaSharedMemoryRegisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_CudaSharedMemoryRegisterResponse>
+
+        /// Handle the "CudaSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Inference_CudaSharedMemoryUnregisterRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Inference_CudaSharedMemoryUnregisterResponse` messages.
+        func cudaSharedMemoryUnregister(
+            request: GRPCCore.StreamingServerRequest<Inference_CudaSharedMemoryUnregisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Inference_CudaSharedMemoryUnregisterResponse>
     }
 
     /// Service protocol for the "inference.GRPCInferenceService" service.
@@ -579,6 +747,90 @@ extension Inference_GRPCInferenceService {
             request: GRPCCore.ServerRequest<Inference_RepositoryModelUnloadRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Inference_RepositoryModelUnloadResponse>
+
+        /// Handle the "SystemSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_SystemSharedMemoryStatusResponse` message.
+        func systemSharedMemoryStatus(
+            request: GRPCCore.ServerRequest<Inference_SystemSharedMemoryStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_SystemSharedMemoryStatusResponse>
+
+        /// Handle the "SystemSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryRegisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_SystemSharedMemoryRegisterResponse` message.
+        func systemSharedMemoryRegister(
+            request: GRPCCore.ServerRequest<Inference_SystemSharedMemoryRegisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_SystemSharedMemoryRegisterResponse>
+
+        /// Handle the "SystemSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryUnregisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_SystemSharedMemoryUnregisterResponse` message.
+        func systemSharedMemoryUnregister(
+            request: GRPCCore.ServerRequest<Inference_SystemSharedMemoryUnregisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_SystemSharedMemoryUnregisterResponse>
+
+        /// Handle the "CudaSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_CudaSharedMemoryStatusResponse` message.
+        func cudaSharedMemoryStatus(
+            request: GRPCCore.ServerRequest<Inference_CudaSharedMemoryStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_CudaSharedMemoryStatusResponse>
+
+        /// Handle the "CudaSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryRegisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_CudaSharedMemoryRegisterResponse` message.
+        func cudaSharedMemoryRegister(
+            request: GRPCCore.ServerRequest<Inference_CudaSharedMemoryRegisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_CudaSharedMemoryRegisterResponse>
+
+        /// Handle the "CudaSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryUnregisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Inference_CudaSharedMemoryUnregisterResponse` message.
+        func cudaSharedMemoryUnregister(
+            request: GRPCCore.ServerRequest<Inference_CudaSharedMemoryUnregisterRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Inference_CudaSharedMemoryUnregisterResponse>
     }
 
     /// Simple service protocol for the "inference.GRPCInferenceService" service.
@@ -759,6 +1011,90 @@ extension Inference_GRPCInferenceService {
             request: Inference_RepositoryModelUnloadRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Inference_RepositoryModelUnloadResponse
+
+        /// Handle the "SystemSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_SystemSharedMemoryStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_SystemSharedMemoryStatusResponse` to respond with.
+        func systemSharedMemoryStatus(
+            request: Inference_SystemSharedMemoryStatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_SystemSharedMemoryStatusResponse
+
+        /// Handle the "SystemSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_SystemSharedMemoryRegisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_SystemSharedMemoryRegisterResponse` to respond with.
+        func systemSharedMemoryRegister(
+            request: Inference_SystemSharedMemoryRegisterRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_SystemSharedMemoryRegisterResponse
+
+        /// Handle the "SystemSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_SystemSharedMemoryUnregisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_SystemSharedMemoryUnregisterResponse` to respond with.
+        func systemSharedMemoryUnregister(
+            request: Inference_SystemSharedMemoryUnregisterRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_SystemSharedMemoryUnregisterResponse
+
+        /// Handle the "CudaSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_CudaSharedMemoryStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_CudaSharedMemoryStatusResponse` to respond with.
+        func cudaSharedMemoryStatus(
+            request: Inference_CudaSharedMemoryStatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_CudaSharedMemoryStatusResponse
+
+        /// Handle the "CudaSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_CudaSharedMemoryRegisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_CudaSharedMemoryRegisterResponse` to respond with.
+        func cudaSharedMemoryRegister(
+            request: Inference_CudaSharedMemoryRegisterRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_CudaSharedMemoryRegisterResponse
+
+        /// Handle the "CudaSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Inference_CudaSharedMemoryUnregisterRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Inference_CudaSharedMemoryUnregisterResponse` to respond with.
+        func cudaSharedMemoryUnregister(
+            request: Inference_CudaSharedMemoryUnregisterRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Inference_CudaSharedMemoryUnregisterResponse
     }
 }
 
@@ -898,6 +1234,72 @@ extension Inference_GRPCInferenceService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.SystemSharedMemoryStatus.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_SystemSharedMemoryStatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_SystemSharedMemoryStatusResponse>(),
+            handler: { request, context in
+                try await self.systemSharedMemoryStatus(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.SystemSharedMemoryRegister.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_SystemSharedMemoryRegisterRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_SystemSharedMemoryRegisterResponse>(),
+            handler: { request, context in
+                try await self.systemSharedMemoryRegister(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.SystemSharedMemoryUnregister.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_SystemSharedMemoryUnregisterRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_SystemSharedMemoryUnregisterResponse>(),
+            handler: { request, context in
+                try await self.systemSharedMemoryUnregister(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.CudaSharedMemoryStatus.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_CudaSharedMemoryStatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_CudaSharedMemoryStatusResponse>(),
+            handler: { request, context in
+                try await self.cudaSharedMemoryStatus(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.CudaSharedMemoryRegister.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_CudaSharedMemoryRegisterRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_CudaSharedMemoryRegisterResponse>(),
+            handler: { request, context in
+                try await self.cudaSharedMemoryRegister(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Inference_GRPCInferenceService.Method.CudaSharedMemoryUnregister.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_CudaSharedMemoryUnregisterRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_CudaSharedMemoryUnregisterResponse>(),
+            handler: { request, context in
+                try await self.cudaSharedMemoryUnregister(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1019,6 +1421,72 @@ extension Inference_GRPCInferenceService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Inference_RepositoryModelUnloadResponse> {
         let response = try await self.repositoryModelUnload(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func systemSharedMemoryStatus(
+        request: GRPCCore.StreamingServerRequest<Inference_SystemSharedMemoryStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_SystemSharedMemoryStatusResponse> {
+        let response = try await self.systemSharedMemoryStatus(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func systemSharedMemoryRegister(
+        request: GRPCCore.StreamingServerRequest<Inference_SystemSharedMemoryRegisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_SystemSharedMemoryRegisterResponse> {
+        let response = try await self.systemSharedMemoryRegister(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func systemSharedMemoryUnregister(
+        request: GRPCCore.StreamingServerRequest<Inference_SystemSharedMemoryUnregisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_SystemSharedMemoryUnregisterResponse> {
+        let response = try await self.systemSharedMemoryUnregister(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func cudaSharedMemoryStatus(
+        request: GRPCCore.StreamingServerRequest<Inference_CudaSharedMemoryStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_CudaSharedMemoryStatusResponse> {
+        let response = try await self.cudaSharedMemoryStatus(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func cudaSharedMemoryRegister(
+        request: GRPCCore.StreamingServerRequest<Inference_CudaSharedMemoryRegisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_CudaSharedMemoryRegisterResponse> {
+        let response = try await self.cudaSharedMemoryRegister(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func cudaSharedMemoryUnregister(
+        request: GRPCCore.StreamingServerRequest<Inference_CudaSharedMemoryUnregisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Inference_CudaSharedMemoryUnregisterResponse> {
+        let response = try await self.cudaSharedMemoryUnregister(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1182,6 +1650,84 @@ extension Inference_GRPCInferenceService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Inference_RepositoryModelUnloadResponse> {
         return GRPCCore.ServerResponse<Inference_RepositoryModelUnloadResponse>(
             message: try await self.repositoryModelUnload(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func systemSharedMemoryStatus(
+        request: GRPCCore.ServerRequest<Inference_SystemSharedMemoryStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_SystemSharedMemoryStatusResponse> {
+        return GRPCCore.ServerResponse<Inference_SystemSharedMemoryStatusResponse>(
+            message: try await self.systemSharedMemoryStatus(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func systemSharedMemoryRegister(
+        request: GRPCCore.ServerRequest<Inference_SystemSharedMemoryRegisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_SystemSharedMemoryRegisterResponse> {
+        return GRPCCore.ServerResponse<Inference_SystemSharedMemoryRegisterResponse>(
+            message: try await self.systemSharedMemoryRegister(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func systemSharedMemoryUnregister(
+        request: GRPCCore.ServerRequest<Inference_SystemSharedMemoryUnregisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_SystemSharedMemoryUnregisterResponse> {
+        return GRPCCore.ServerResponse<Inference_SystemSharedMemoryUnregisterResponse>(
+            message: try await self.systemSharedMemoryUnregister(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func cudaSharedMemoryStatus(
+        request: GRPCCore.ServerRequest<Inference_CudaSharedMemoryStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_CudaSharedMemoryStatusResponse> {
+        return GRPCCore.ServerResponse<Inference_CudaSharedMemoryStatusResponse>(
+            message: try await self.cudaSharedMemoryStatus(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func cudaSharedMemoryRegister(
+        request: GRPCCore.ServerRequest<Inference_CudaSharedMemoryRegisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_CudaSharedMemoryRegisterResponse> {
+        return GRPCCore.ServerResponse<Inference_CudaSharedMemoryRegisterResponse>(
+            message: try await self.cudaSharedMemoryRegister(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func cudaSharedMemoryUnregister(
+        request: GRPCCore.ServerRequest<Inference_CudaSharedMemoryUnregisterRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Inference_CudaSharedMemoryUnregisterResponse> {
+        return GRPCCore.ServerResponse<Inference_CudaSharedMemoryUnregisterResponse>(
+            message: try await self.cudaSharedMemoryUnregister(
                 request: request.message,
                 context: context
             ),
@@ -1429,6 +1975,120 @@ extension Inference_GRPCInferenceService {
             deserializer: some GRPCCore.MessageDeserializer<Inference_RepositoryModelUnloadResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_RepositoryModelUnloadResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SystemSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryStatusRequest` message.
+        ///   - serializer: A serializer for `Inference_SystemSharedMemoryStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_SystemSharedMemoryStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func systemSharedMemoryStatus<Result>(
+            request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_SystemSharedMemoryStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_SystemSharedMemoryStatusResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryStatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SystemSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryRegisterRequest` message.
+        ///   - serializer: A serializer for `Inference_SystemSharedMemoryRegisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_SystemSharedMemoryRegisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func systemSharedMemoryRegister<Result>(
+            request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryRegisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_SystemSharedMemoryRegisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_SystemSharedMemoryRegisterResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryRegisterResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SystemSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryUnregisterRequest` message.
+        ///   - serializer: A serializer for `Inference_SystemSharedMemoryUnregisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_SystemSharedMemoryUnregisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func systemSharedMemoryUnregister<Result>(
+            request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryUnregisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_SystemSharedMemoryUnregisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_SystemSharedMemoryUnregisterResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryUnregisterResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CudaSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryStatusRequest` message.
+        ///   - serializer: A serializer for `Inference_CudaSharedMemoryStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_CudaSharedMemoryStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func cudaSharedMemoryStatus<Result>(
+            request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_CudaSharedMemoryStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_CudaSharedMemoryStatusResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryStatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CudaSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryRegisterRequest` message.
+        ///   - serializer: A serializer for `Inference_CudaSharedMemoryRegisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_CudaSharedMemoryRegisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func cudaSharedMemoryRegister<Result>(
+            request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryRegisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_CudaSharedMemoryRegisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_CudaSharedMemoryRegisterResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryRegisterResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CudaSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryUnregisterRequest` message.
+        ///   - serializer: A serializer for `Inference_CudaSharedMemoryUnregisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_CudaSharedMemoryUnregisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func cudaSharedMemoryUnregister<Result>(
+            request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryUnregisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_CudaSharedMemoryUnregisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_CudaSharedMemoryUnregisterResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryUnregisterResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1809,6 +2469,186 @@ extension Inference_GRPCInferenceService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "SystemSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryStatusRequest` message.
+        ///   - serializer: A serializer for `Inference_SystemSharedMemoryStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_SystemSharedMemoryStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func systemSharedMemoryStatus<Result>(
+            request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_SystemSharedMemoryStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_SystemSharedMemoryStatusResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryStatusResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.SystemSharedMemoryStatus.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SystemSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryRegisterRequest` message.
+        ///   - serializer: A serializer for `Inference_SystemSharedMemoryRegisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_SystemSharedMemoryRegisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func systemSharedMemoryRegister<Result>(
+            request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryRegisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_SystemSharedMemoryRegisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_SystemSharedMemoryRegisterResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryRegisterResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.SystemSharedMemoryRegister.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SystemSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_SystemSharedMemoryUnregisterRequest` message.
+        ///   - serializer: A serializer for `Inference_SystemSharedMemoryUnregisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_SystemSharedMemoryUnregisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func systemSharedMemoryUnregister<Result>(
+            request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryUnregisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_SystemSharedMemoryUnregisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_SystemSharedMemoryUnregisterResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryUnregisterResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.SystemSharedMemoryUnregister.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CudaSharedMemoryStatus" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryStatusRequest` message.
+        ///   - serializer: A serializer for `Inference_CudaSharedMemoryStatusRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_CudaSharedMemoryStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func cudaSharedMemoryStatus<Result>(
+            request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_CudaSharedMemoryStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_CudaSharedMemoryStatusResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryStatusResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.CudaSharedMemoryStatus.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CudaSharedMemoryRegister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryRegisterRequest` message.
+        ///   - serializer: A serializer for `Inference_CudaSharedMemoryRegisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_CudaSharedMemoryRegisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func cudaSharedMemoryRegister<Result>(
+            request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryRegisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_CudaSharedMemoryRegisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_CudaSharedMemoryRegisterResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryRegisterResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.CudaSharedMemoryRegister.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CudaSharedMemoryUnregister" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Inference_CudaSharedMemoryUnregisterRequest` message.
+        ///   - serializer: A serializer for `Inference_CudaSharedMemoryUnregisterRequest` messages.
+        ///   - deserializer: A deserializer for `Inference_CudaSharedMemoryUnregisterResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func cudaSharedMemoryUnregister<Result>(
+            request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryUnregisterRequest>,
+            serializer: some GRPCCore.MessageSerializer<Inference_CudaSharedMemoryUnregisterRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Inference_CudaSharedMemoryUnregisterResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryUnregisterResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Inference_GRPCInferenceService.Method.CudaSharedMemoryUnregister.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2108,6 +2948,156 @@ extension Inference_GRPCInferenceService.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Inference_RepositoryModelUnloadRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_RepositoryModelUnloadResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SystemSharedMemoryStatus" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_SystemSharedMemoryStatusRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func systemSharedMemoryStatus<Result>(
+        request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryStatusRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.systemSharedMemoryStatus(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_SystemSharedMemoryStatusRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_SystemSharedMemoryStatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SystemSharedMemoryRegister" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_SystemSharedMemoryRegisterRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func systemSharedMemoryRegister<Result>(
+        request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryRegisterRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryRegisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.systemSharedMemoryRegister(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_SystemSharedMemoryRegisterRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_SystemSharedMemoryRegisterResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SystemSharedMemoryUnregister" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_SystemSharedMemoryUnregisterRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func systemSharedMemoryUnregister<Result>(
+        request: GRPCCore.ClientRequest<Inference_SystemSharedMemoryUnregisterRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryUnregisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.systemSharedMemoryUnregister(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_SystemSharedMemoryUnregisterRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_SystemSharedMemoryUnregisterResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CudaSharedMemoryStatus" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_CudaSharedMemoryStatusRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cudaSharedMemoryStatus<Result>(
+        request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryStatusRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.cudaSharedMemoryStatus(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_CudaSharedMemoryStatusRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_CudaSharedMemoryStatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CudaSharedMemoryRegister" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_CudaSharedMemoryRegisterRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cudaSharedMemoryRegister<Result>(
+        request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryRegisterRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryRegisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.cudaSharedMemoryRegister(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_CudaSharedMemoryRegisterRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_CudaSharedMemoryRegisterResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CudaSharedMemoryUnregister" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Inference_CudaSharedMemoryUnregisterRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cudaSharedMemoryUnregister<Result>(
+        request: GRPCCore.ClientRequest<Inference_CudaSharedMemoryUnregisterRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryUnregisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.cudaSharedMemoryUnregister(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Inference_CudaSharedMemoryUnregisterRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Inference_CudaSharedMemoryUnregisterResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2458,6 +3448,180 @@ extension Inference_GRPCInferenceService.ClientProtocol {
             metadata: metadata
         )
         return try await self.repositoryModelUnload(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SystemSharedMemoryStatus" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func systemSharedMemoryStatus<Result>(
+        _ message: Inference_SystemSharedMemoryStatusRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_SystemSharedMemoryStatusRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.systemSharedMemoryStatus(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SystemSharedMemoryRegister" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func systemSharedMemoryRegister<Result>(
+        _ message: Inference_SystemSharedMemoryRegisterRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryRegisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_SystemSharedMemoryRegisterRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.systemSharedMemoryRegister(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SystemSharedMemoryUnregister" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func systemSharedMemoryUnregister<Result>(
+        _ message: Inference_SystemSharedMemoryUnregisterRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_SystemSharedMemoryUnregisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_SystemSharedMemoryUnregisterRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.systemSharedMemoryUnregister(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CudaSharedMemoryStatus" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cudaSharedMemoryStatus<Result>(
+        _ message: Inference_CudaSharedMemoryStatusRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_CudaSharedMemoryStatusRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.cudaSharedMemoryStatus(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CudaSharedMemoryRegister" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cudaSharedMemoryRegister<Result>(
+        _ message: Inference_CudaSharedMemoryRegisterRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryRegisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_CudaSharedMemoryRegisterRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.cudaSharedMemoryRegister(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CudaSharedMemoryUnregister" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func cudaSharedMemoryUnregister<Result>(
+        _ message: Inference_CudaSharedMemoryUnregisterRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Inference_CudaSharedMemoryUnregisterResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Inference_CudaSharedMemoryUnregisterRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.cudaSharedMemoryUnregister(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -201,7 +201,7 @@ import Testing
         let seeds = try Self.grpcSeeds()
         for seed in seeds {
             let message = try Inference_ModelInferRequest(serializedBytes: seed)
-            let request = try GRPCTensorCodec.decode(message, metadataTimeoutMs: nil)
+            let request = try GRPCTensorCodec.decode(message, metadataTimeoutMs: nil).request
             try Self.metadata.validate(inputs: request.inputs, outputNames: request.outputNames)
         }
         var accepted = 0
@@ -218,7 +218,7 @@ import Testing
             }
             let request: InferenceRequest
             do throws(ServerError) {
-                request = try GRPCTensorCodec.decode(message, metadataTimeoutMs: nil)
+                request = try GRPCTensorCodec.decode(message, metadataTimeoutMs: nil).request
             } catch {
                 #expect(error.status.code >= 400 && error.status.code < 500, "\(error.status) for a client's bytes")
                 #expect(GRPCInferenceService.rpcError(error).code == .invalidArgument)

@@ -15,14 +15,17 @@ import Testing
 
     /// Serves `models` on a free port, runs `body` with a client, then shuts the server down.
     static func withGRPCServer(
-        models: [String], maxMessageBytes: Int = 64 << 20, _ body: @Sendable (Client) async throws -> Void
+        models: [String], maxMessageBytes: Int = 64 << 20, allowClientSharedMemory: Bool = false,
+        _ body: @Sendable (Client) async throws -> Void
     ) async throws {
-        let server = try await ServerTestSupport.server(models: models)
+        let server = try await ServerTestSupport.server(
+            models: models, allowClientSharedMemory: allowClientSharedMemory)
         var logger = Logger(label: "test-grpc")
         logger.logLevel = .warning
         let frontEnd = GRPCFrontEnd(
             service: GRPCInferenceService(
-                manager: server.manager, metrics: server.metrics, maxRequestBytes: maxMessageBytes),
+                manager: server.manager, metrics: server.metrics, maxRequestBytes: maxMessageBytes,
+                sharedMemory: server.sharedMemory),
             host: "127.0.0.1", port: 0, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await frontEnd.run() }
@@ -72,6 +75,82 @@ import Testing
             return error.code
         } catch {
             return .unknown
+        }
+    }
+
+    static func parameter(_ text: String) -> Inference_InferParameter { .with { $0.stringParam = text } }
+    static func parameter(_ value: Int) -> Inference_InferParameter { .with { $0.int64Param = Int64(value) } }
+
+    @Test func sharedMemoryAndMessageTensorsTogether() async throws {
+        let memory = try ClientSharedMemory(suffix: "grpc", size: 4096)
+        let a = (0..<16).map { Int32($0 * 17 - 90) }
+        let b = (0..<16).map { Int32(40 - $0) }
+        memory.write(a, at: 0)
+        try await Self.withGRPCServer(models: ["simple"], allowClientSharedMemory: true) { client in
+            _ = try await client.systemSharedMemoryRegister(
+                .with {
+                    $0.name = "region"
+                    $0.key = memory.key
+                    $0.byteSize = 1024
+                })
+            let status = try await client.systemSharedMemoryStatus(.with { _ in })
+            #expect(status.regions["region"]?.key == memory.key)
+            #expect(status.regions["region"]?.byteSize == 1024)
+            // INPUT0 and OUTPUT0 in shared memory; INPUT1's bytes and OUTPUT1's in the message.
+            var request = Self.simpleRequest(a, b)
+            request.inputs[0].parameters = [
+                "shared_memory_region": Self.parameter("region"), "shared_memory_byte_size": Self.parameter(64),
+            ]
+            request.rawInputContents = [b.withUnsafeBytes { Data($0) }]
+            request.outputs = [
+                .with {
+                    $0.name = "OUTPUT0"
+                    $0.parameters = [
+                        "shared_memory_region": Self.parameter("region"),
+                        "shared_memory_byte_size": Self.parameter(64), "shared_memory_offset": Self.parameter(512),
+                    ]
+                },
+                .with { $0.name = "OUTPUT1" },
+            ]
+            let response = try await client.modelInfer(request)
+            #expect(response.outputs.map(\.name) == ["OUTPUT0", "OUTPUT1"])
+            #expect(response.rawOutputContents.map(\.count) == [0, 64])
+            #expect(memory.read(count: 16, at: 512) == zip(a, b).map { $0 + $1 })
+            #expect(Self.int32s(response.rawOutputContents[1]) == zip(a, b).map { $0 - $1 })
+
+            // Two raw entries for one input outside shared memory; an unknown region; a CUDA region.
+            var tooMany = request
+            tooMany.rawInputContents.append(Data(count: 64))
+            #expect(await Self.status { _ = try await client.modelInfer(tooMany) } == .invalidArgument)
+            var unknown = request
+            unknown.inputs[0].parameters["shared_memory_region"] = Self.parameter("nope")
+            #expect(await Self.status { _ = try await client.modelInfer(unknown) } == .invalidArgument)
+            #expect(
+                await Self.status {
+                    _ = try await client.cudaSharedMemoryRegister(.with { $0.name = "gpu" })
+                } == .invalidArgument)
+            _ = try await client.systemSharedMemoryUnregister(.with { _ in })
+            #expect(try await client.systemSharedMemoryStatus(.with { _ in }).regions.isEmpty)
+            #expect(await Self.status { _ = try await client.modelInfer(request) } == .invalidArgument)
+            // Still serving.
+            let plain = try await client.modelInfer(Self.simpleRequest(a, b))
+            #expect(Self.int32s(plain.rawOutputContents[0]) == zip(a, b).map { $0 + $1 })
+        }
+    }
+
+    @Test func sharedMemoryIsRefusedUnlessEnabled() async throws {
+        try await Self.withGRPCServer(models: ["simple"]) { client in
+            let metadata = try await client.serverMetadata(.with { _ in })
+            #expect(!metadata.extensions.contains("system_shared_memory"))
+            #expect(
+                await Self.status {
+                    _ = try await client.systemSharedMemoryRegister(
+                        .with {
+                            $0.name = "region"
+                            $0.key = "/anything"
+                            $0.byteSize = 64
+                        })
+                } == .invalidArgument)
         }
     }
 

@@ -12,7 +12,7 @@ import Testing
 
 /// A POSIX shared-memory object the test creates, as a Triton client would, and unlinks at the end.
 // Unchecked: each test uses its objects from one task at a time.
-private final class ClientSharedMemory: @unchecked Sendable {
+final class ClientSharedMemory: @unchecked Sendable {
     let key: String
     let size: Int
     private let pointer: UnsafeMutableRawPointer

@@ -7,7 +7,7 @@
 #
 # Starts the server on free ports with simple,tiny_cnn,linear_hand, waits until it is ready,
 # then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4, system shared memory) and gRPC (unary,
-# batch 4, streaming), tests/interop/tritonclient_roundtrip.py and
+# batch 4, streaming, system shared memory), tests/interop/tritonclient_roundtrip.py and
 # tests/interop/tritonclient_grpc_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
 # checks a clean exit (0 within 30 s). Needs scripts/setup (models) and scripts/setup_clients
 # (.venv-client with tritonclient and perf_analyzer). Prints `N passed, M failed` last and
@@ -146,6 +146,7 @@ run_pa shared-memory 2 -u "$URL" --concurrency-range 1:2 --shared-memory system
 run_pa grpc 4 -i grpc -u "$GRPC_URL" --concurrency-range 1:4
 run_pa grpc-batch4 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 -b 4
 run_pa grpc-streaming 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 --streaming --async
+run_pa grpc-shared-memory 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 --shared-memory system
 
 # --- tritonclient ---------------------------------------------------------------------------
 say "tritonclient round trips"

@@ -98,6 +98,39 @@ def main():
 
     c.run("infer simple one requested output", simple_one_output)
 
+    # System shared memory (the server runs with --allow-client-shm): INPUT0 and OUTPUT0 in shared
+    # memory, INPUT1 and OUTPUT1 in the message, so the raw entries must line up with the rest.
+    def simple_mixed_shared_memory():
+        import os
+
+        import tritonclient.utils.shared_memory as shm
+
+        a = rng.integers(-(2**20), 2**20, size=(1, 16), dtype=np.int32)
+        b = rng.integers(-(2**20), 2**20, size=(1, 16), dtype=np.int32)
+        key = f"/interop_grpc_{os.getpid()}"
+        handle = shm.create_shared_memory_region("grpc_region", key, 256)
+        try:
+            client.unregister_system_shared_memory()
+            shm.set_shared_memory_region(handle, [a])
+            client.register_system_shared_memory("grpc_region", key, 256)
+            status = client.get_system_shared_memory_status(as_json=True)
+            expect(list(status.get("regions", {})) == ["grpc_region"], f"status {status}")
+            inputs = [grpcclient.InferInput("INPUT0", [1, 16], "INT32"), grpcclient.InferInput("INPUT1", [1, 16], "INT32")]
+            inputs[0].set_shared_memory("grpc_region", 64)
+            inputs[1].set_data_from_numpy(b)
+            outputs = [grpcclient.InferRequestedOutput("OUTPUT0"), grpcclient.InferRequestedOutput("OUTPUT1")]
+            outputs[0].set_shared_memory("grpc_region", 64, offset=128)
+            res = client.infer("simple", inputs, outputs=outputs)
+            expect_array(shm.get_contents_as_numpy(handle, np.int32, [1, 16], offset=128), a + b, "OUTPUT0 (shared memory)")
+            expect_array(res.as_numpy("OUTPUT1"), a - b, "OUTPUT1 (message)")
+            client.unregister_system_shared_memory("grpc_region")
+            status = client.get_system_shared_memory_status(as_json=True)
+            expect(not status.get("regions"), f"regions left after unregister: {status}")
+        finally:
+            shm.destroy_shared_memory_region(handle)
+
+    c.run("infer simple with shared memory and message tensors", simple_mixed_shared_memory)
+
     def infer_linear(rows):
         x = (rng.integers(-16, 17, size=(rows, 3)) / 2.0).astype(np.float32)
         inp = grpcclient.InferInput("x", [rows, 3], "FP32")

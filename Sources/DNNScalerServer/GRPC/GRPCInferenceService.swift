@@ -11,12 +11,17 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     let metrics: ServerMetrics
     /// The most tensor bytes one inference request may carry (the HTTP body limit, `--max-body-bytes`).
     public let maxRequestBytes: Int
+    let sharedMemory: SharedMemoryRegistry
 
-    /// Creates the service.
-    public init(manager: ModelManager, metrics: ServerMetrics, maxRequestBytes: Int = 64 << 20) {
+    /// Creates the service; clients may register shared memory only when `sharedMemory` is enabled.
+    public init(
+        manager: ModelManager, metrics: ServerMetrics, maxRequestBytes: Int = 64 << 20,
+        sharedMemory: SharedMemoryRegistry = SharedMemoryRegistry(enabled: false)
+    ) {
         self.manager = manager
         self.metrics = metrics
         self.maxRequestBytes = maxRequestBytes
+        self.sharedMemory = sharedMemory
     }
 
     // MARK: Health and metadata
@@ -55,7 +60,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         .with {
             $0.name = "dnnscaler"
             $0.version = InferenceRoutes.serverVersion
-            $0.extensions = InferenceRoutes.extensions
+            $0.extensions = InferenceRoutes.extensions + (sharedMemory.enabled ? ["system_shared_memory"] : [])
         }
     }
 
@@ -130,7 +135,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         let arrival = ContinuousClock.now
         let model = try lookup(message.modelName, message.modelVersion)
         let version = String(model.version)
-        let decoded: InferenceRequest
+        let decoded: GRPCTensorCodec.Decoded
         do throws(ServerError) {
             let size = GRPCTensorCodec.payloadBytes(message)
             guard size <= maxRequestBytes else {
@@ -143,18 +148,23 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
             // clients often set a generous transport timeout that is no latency target.
             decoded = try GRPCTensorCodec.decode(
                 message, metadataTimeoutMs: metadataTimeoutMs.flatMap { $0 < model.options.sloMs ? $0 : nil },
-                arrival: arrival)
+                arrival: arrival, sharedMemory: sharedMemory)
         } catch {
             metrics.recordFailure(model: model.name, version: version, reason: "invalid")
             throw Self.rpcError(error)
         }
         let response: InferenceResponse
         do {
-            response = try await model.serve(decoded, metrics: metrics)
+            response = try await model.serve(decoded.request, metrics: metrics)
         } catch {
             throw Self.rpcError(error)
         }
-        return GRPCTensorCodec.encode(response, modelName: model.name, version: version)
+        do {
+            return try GRPCTensorCodec.encode(
+                response, modelName: model.name, version: version, sharedMemoryOutputs: decoded.sharedMemoryOutputs)
+        } catch {
+            throw Self.rpcError(error)
+        }
     }
 
     // MARK: Configuration and statistics
@@ -300,6 +310,101 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
             throw Self.rpcError(error)
         }
         return Inference_RepositoryModelUnloadResponse()
+    }
+
+    // MARK: Shared memory
+
+    /// The registered system shared-memory regions, or the one named.
+    public func systemSharedMemoryStatus(
+        request: Inference_SystemSharedMemoryStatusRequest, context: ServerContext
+    ) async throws -> Inference_SystemSharedMemoryStatusResponse {
+        let regions: [SystemSharedMemoryRegion]
+        do {
+            regions = try sharedMemory.status(name: request.name.isEmpty ? nil : request.name)
+        } catch {
+            throw Self.rpcError(error)
+        }
+        return .with { response in
+            for region in regions {
+                response.regions[region.name] = .with {
+                    $0.name = region.name
+                    $0.key = region.key
+                    $0.offset = UInt64(region.offset)
+                    $0.byteSize = UInt64(region.byteSize)
+                }
+            }
+        }
+    }
+
+    /// Maps a client's shared-memory object as a named region.
+    public func systemSharedMemoryRegister(
+        request: Inference_SystemSharedMemoryRegisterRequest, context: ServerContext
+    ) async throws -> Inference_SystemSharedMemoryRegisterResponse {
+        guard request.offset <= UInt64(Int.max), request.byteSize <= UInt64(Int.max) else {
+            throw RPCError(code: .invalidArgument, message: "offset and byte_size must fit a 64-bit signed integer")
+        }
+        do {
+            try sharedMemory.register(
+                name: request.name, key: request.key, offset: Int(request.offset), byteSize: Int(request.byteSize))
+        } catch {
+            throw Self.rpcError(error)
+        }
+        return Inference_SystemSharedMemoryRegisterResponse()
+    }
+
+    /// Unregisters the region named, or every region when the name is empty.
+    public func systemSharedMemoryUnregister(
+        request: Inference_SystemSharedMemoryUnregisterRequest, context: ServerContext
+    ) async throws -> Inference_SystemSharedMemoryUnregisterResponse {
+        do {
+            try sharedMemory.unregister(name: request.name.isEmpty ? nil : request.name)
+        } catch {
+            throw Self.rpcError(error)
+        }
+        return Inference_SystemSharedMemoryUnregisterResponse()
+    }
+
+    /// No CUDA region can exist on this CPU server: empty, or an error for a named one.
+    public func cudaSharedMemoryStatus(
+        request: Inference_CudaSharedMemoryStatusRequest, context: ServerContext
+    ) async throws -> Inference_CudaSharedMemoryStatusResponse {
+        do {
+            try sharedMemory.requireEnabled()
+        } catch {
+            throw Self.rpcError(error)
+        }
+        guard request.name.isEmpty else {
+            throw RPCError(
+                code: .invalidArgument, message: "no CUDA shared memory region named '\(request.name)' is registered")
+        }
+        return Inference_CudaSharedMemoryStatusResponse()
+    }
+
+    /// CUDA shared memory is refused: this server runs its models on the CPU.
+    public func cudaSharedMemoryRegister(
+        request: Inference_CudaSharedMemoryRegisterRequest, context: ServerContext
+    ) async throws -> Inference_CudaSharedMemoryRegisterResponse {
+        do {
+            try sharedMemory.requireEnabled()
+        } catch {
+            throw Self.rpcError(error)
+        }
+        throw RPCError(
+            code: .invalidArgument,
+            message:
+                "CUDA shared memory is not supported: this server runs its models on the CPU; use system shared memory")
+    }
+
+    /// Nothing to unregister; answers OK, as Triton's clients unregister both kinds when they finish.
+    public func cudaSharedMemoryUnregister(
+        request: Inference_CudaSharedMemoryUnregisterRequest, context: ServerContext
+    ) async throws -> Inference_CudaSharedMemoryUnregisterResponse {
+        do {
+            try sharedMemory.requireEnabled()
+        } catch {
+            throw Self.rpcError(error)
+        }
+        return Inference_CudaSharedMemoryUnregisterResponse()
     }
 
     // MARK: Helpers

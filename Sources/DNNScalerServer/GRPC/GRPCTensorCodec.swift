@@ -6,16 +6,29 @@ import InferenceProtocol
 /// into `ModelInferResponse`s. Inputs arrive either in `raw_input_contents` (what perf_analyzer and
 /// tritonclient send) or in each input's typed `contents`; outputs always go back raw, as Triton does.
 enum GRPCTensorCodec {
+    /// A decoded request and the outputs it wants written into shared memory, by name.
+    struct Decoded {
+        var request: InferenceRequest
+        var sharedMemoryOutputs: [String: SharedMemoryReference] = [:]
+    }
+
     /// Decodes a request; every problem is a 400-class ``ServerError`` naming the input. `arrival`
-    /// is when the request reached the server.
+    /// is when the request reached the server. Inputs and outputs may name regions of `sharedMemory`;
+    /// `raw_input_contents` then holds one entry per input that is not in shared memory, in order.
     static func decode(
-        _ message: Inference_ModelInferRequest, metadataTimeoutMs: Double?, arrival: ContinuousClock.Instant? = nil
-    ) throws(ServerError) -> InferenceRequest {
+        _ message: Inference_ModelInferRequest, metadataTimeoutMs: Double?, arrival: ContinuousClock.Instant? = nil,
+        sharedMemory: SharedMemoryRegistry? = nil
+    ) throws(ServerError) -> Decoded {
         let raw = message.rawInputContents
-        if !raw.isEmpty && raw.count != message.inputs.count {
-            throw .badRequest(
-                "raw_input_contents has \(raw.count) entries but the request has \(message.inputs.count) inputs")
+        let inputReferences = try message.inputs.map { (input) throws(ServerError) in
+            try sharedMemoryReference(input.parameters, registry: sharedMemory, what: "input '\(input.name)'")
         }
+        let inBody = inputReferences.filter { $0 == nil }.count
+        if !raw.isEmpty && raw.count != inBody {
+            throw .badRequest(
+                "raw_input_contents has \(raw.count) entries but the request has \(inBody) inputs not in shared memory")
+        }
+        var rawIndex = 0
         var inputs: [String: Tensor] = [:]
         for (index, input) in message.inputs.enumerated() {
             let name = input.name
@@ -39,11 +52,18 @@ enum GRPCTensorCodec {
             } catch {
                 throw .badRequest("input '\(name)': \(error)")
             }
-            if !raw.isEmpty {
+            if let reference = inputReferences[index] {
+                if input.hasContents {
+                    throw .badRequest("input '\(name)': give shared_memory_region or contents, not both")
+                }
+                inputs[name] = try reference.inputTensor(
+                    dataType: dataType, shape: shape, byteCount: byteCount, what: "input '\(name)'")
+            } else if !raw.isEmpty {
                 if input.hasContents {
                     throw .badRequest("input '\(name)' has both contents and raw_input_contents; send one")
                 }
-                let bytes = raw[index]
+                let bytes = raw[rawIndex]
+                rawIndex += 1
                 guard bytes.count == byteCount else {
                     throw .badRequest(
                         "input '\(name)': raw_input_contents has \(bytes.count) bytes but shape \(shape) of \(dataType) needs \(byteCount)"
@@ -80,8 +100,43 @@ enum GRPCTensorCodec {
             timeoutMs = min(timeoutMs ?? .infinity, microseconds / 1000)
         }
         let outputNames = message.outputs.isEmpty ? nil : message.outputs.map(\.name)
-        return InferenceRequest(
-            id: message.id, inputs: inputs, outputNames: outputNames, timeoutMs: timeoutMs, arrival: arrival)
+        var decoded = Decoded(
+            request: InferenceRequest(
+                id: message.id, inputs: inputs, outputNames: outputNames, timeoutMs: timeoutMs, arrival: arrival))
+        for output in message.outputs {
+            if let reference = try sharedMemoryReference(
+                output.parameters, registry: sharedMemory, what: "output '\(output.name)'")
+            {
+                decoded.sharedMemoryOutputs[output.name] = reference
+            }
+        }
+        return decoded
+    }
+
+    /// The `shared_memory_region`, `shared_memory_byte_size` and optional `shared_memory_offset`
+    /// parameters of an input or output; `nil` when none is given.
+    static func sharedMemoryReference(
+        _ parameters: [String: Inference_InferParameter], registry: SharedMemoryRegistry?, what: String
+    ) throws(ServerError) -> SharedMemoryReference? {
+        let region = parameters["shared_memory_region"]
+        let size = parameters["shared_memory_byte_size"]
+        let offset = parameters["shared_memory_offset"]
+        guard region != nil || size != nil || offset != nil else { return nil }
+        guard case .stringParam(let regionName)? = region?.parameterChoice, let size else {
+            throw .badRequest(
+                "\(what): shared_memory_region (a string) and shared_memory_byte_size are both required")
+        }
+        func integer(_ parameter: Inference_InferParameter, _ field: String) throws(ServerError) -> Int {
+            switch parameter.parameterChoice {
+            case .int64Param(let value) where value >= 0: return Int(value)
+            case .uint64Param(let value) where value <= UInt64(Int.max): return Int(value)
+            default: throw .badRequest("\(what): \(field) must be a non-negative integer")
+            }
+        }
+        let byteSize = try integer(size, "shared_memory_byte_size")
+        let start = try offset.map { (value) throws(ServerError) in try integer(value, "shared_memory_offset") } ?? 0
+        guard let registry else { throw .badRequest("\(what): shared memory is not supported on this endpoint") }
+        return try registry.reference(regionName: regionName, byteSize: byteSize, offset: start, what: what)
     }
 
     /// The bytes of tensor data and text a request carries: raw contents, typed contents at 8
@@ -146,10 +201,16 @@ enum GRPCTensorCodec {
         }
     }
 
-    /// The response: every output's name, datatype and shape, and its bytes in `raw_output_contents`.
+    /// The response: every output's name, datatype and shape, and its bytes in `raw_output_contents`;
+    /// an output sent to shared memory is written there and its `raw_output_contents` entry is empty
+    /// (the entries stay aligned with the outputs, as Triton's clients read them by position).
     static func encode(
-        _ response: InferenceResponse, modelName: String, version: String
-    ) -> Inference_ModelInferResponse {
+        _ response: InferenceResponse, modelName: String, version: String,
+        sharedMemoryOutputs: [String: SharedMemoryReference] = [:]
+    ) throws(ServerError) -> Inference_ModelInferResponse {
+        for output in response.outputs {
+            try sharedMemoryOutputs[output.name]?.write(output: output.tensor, what: "output '\(output.name)'")
+        }
         var message = Inference_ModelInferResponse()
         message.modelName = modelName
         message.modelVersion = version
@@ -162,7 +223,7 @@ enum GRPCTensorCodec {
             return tensor
         }
         message.rawOutputContents = response.outputs.map { output in
-            output.tensor.withUnsafeBytes { Data($0) }
+            sharedMemoryOutputs[output.name] == nil ? output.tensor.withUnsafeBytes { Data($0) } : Data()
         }
         return message
     }
