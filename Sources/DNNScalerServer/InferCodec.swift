@@ -20,14 +20,139 @@ struct DecodedInferRequest {
     var binaryByDefault: Bool
 }
 
+/// A binary input the header announced, to be read from the body after it.
+struct PendingBinaryInput {
+    var name: String
+    var dataType: DataType
+    var shape: [Int]
+    var byteCount: Int
+}
+
+/// A request's JSON header, parsed: the inputs it carried (JSON data, shared memory) and the
+/// binary ones still to be read.
+struct ParsedHeader {
+    var id: String
+    var timeoutMs: Double?
+    var binaryByDefault: Bool
+    var inputs: [String: Tensor]
+    var binaryInputs: [PendingBinaryInput]
+    var outputs: [RequestedOutput]?
+
+    /// The request, with the binary inputs read.
+    func decoded(binaryInputs binary: [String: Tensor], arrival: ContinuousClock.Instant?) -> DecodedInferRequest {
+        let request = InferenceRequest(
+            id: id, inputs: inputs.merging(binary) { first, _ in first },
+            outputNames: outputs.map { $0.map(\.name) }, timeoutMs: timeoutMs, arrival: arrival)
+        return DecodedInferRequest(request: request, outputs: outputs, binaryByDefault: binaryByDefault)
+    }
+}
+
+/// Memory for binary inputs, 64-byte aligned, freed when the last tensor viewing it is gone.
+final class BinaryInputMemory: Sendable {
+    private let address: UInt
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
+        address = UInt(bitPattern: memory)
+    }
+
+    var pointer: UnsafeMutableRawPointer {
+        // The address came from `allocate` and is never zero.
+        UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+    }
+
+    deinit {
+        pointer.deallocate()
+    }
+}
+
+/// Fills the binary inputs, in body order, from the bytes after the header as they come.
+struct BinaryInputs {
+    private let pending: [PendingBinaryInput]
+    private let memory: BinaryInputMemory
+    private let offsets: [Int]
+    private let total: Int
+    private var filled = 0
+    private var unclaimed = 0
+
+    init(_ pending: [PendingBinaryInput]) {
+        self.pending = pending
+        // One allocation; each input starts at a 64-byte boundary.
+        var offsets: [Int] = []
+        var end = 0
+        for input in pending {
+            offsets.append(end)
+            end += (input.byteCount + 63) / 64 * 64
+        }
+        self.offsets = offsets
+        memory = BinaryInputMemory(count: end)
+        total = pending.reduce(0) { $0 + $1.byteCount }
+    }
+
+    /// Copies the next bytes of the body into the inputs they belong to.
+    mutating func append(_ chunk: ByteBuffer) {
+        chunk.withUnsafeReadableBytes { bytes in
+            var consumed = 0
+            while consumed < bytes.count, filled < total {
+                // The input the next byte belongs to, and how far into it.
+                var index = 0
+                var before = 0
+                while before + pending[index].byteCount <= filled {
+                    before += pending[index].byteCount
+                    index += 1
+                }
+                let within = filled - before
+                let take = min(pending[index].byteCount - within, bytes.count - consumed)
+                if let source = bytes.baseAddress {
+                    (memory.pointer + offsets[index] + within).copyMemory(from: source + consumed, byteCount: take)
+                }
+                consumed += take
+                filled += take
+            }
+            unclaimed += bytes.count - consumed
+        }
+    }
+
+    /// The tensors, once every byte has come; an error names what is missing or left over.
+    func finish() throws(ServerError) -> [String: Tensor] {
+        if filled < total {
+            var before = 0
+            for input in pending {
+                if before + input.byteCount > filled {
+                    throw .badRequest(
+                        "input '\(input.name)': the body ends \(before + input.byteCount - filled) bytes short of its binary data"
+                    )
+                }
+                before += input.byteCount
+            }
+        }
+        guard unclaimed == 0 else {
+            throw .badRequest("the body has \(unclaimed) bytes of binary data that no input claims")
+        }
+        var tensors: [String: Tensor] = [:]
+        for (index, input) in pending.enumerated() {
+            let bytes = UnsafeRawBufferPointer(start: memory.pointer + offsets[index], count: input.byteCount)
+            do {
+                tensors[input.name] = try Tensor(
+                    dataType: input.dataType, shape: input.shape, viewing: bytes, owner: memory)
+            } catch {
+                throw .badRequest("input '\(input.name)': \(error)")
+            }
+        }
+        return tensors
+    }
+}
+
 /// Decodes and encodes KServe v2 inference messages: JSON tensors, and Triton's binary tensor
 /// extension (a JSON header of `Inference-Header-Content-Length` bytes, then raw tensor bytes).
 enum InferCodec {
     /// The deepest JSON array nesting accepted for tensor data.
     static let maxNesting = 64
 
-    /// Decodes a request body; `arrival` is when the request reached the server. Inputs and outputs
-    /// may name regions of `sharedMemory`.
+    /// Decodes a whole request body; `arrival` is when the request reached the server. Inputs and
+    /// outputs may name regions of `sharedMemory`.
     static func decode(
         body: ByteBuffer, headerLength: Int?, metadata: ModelMetadata, arrival: ContinuousClock.Instant? = nil,
         sharedMemory: SharedMemoryRegistry? = nil
@@ -38,13 +163,72 @@ enum InferCodec {
             throw .badRequest(
                 "Inference-Header-Content-Length is \(jsonLength) but the body has only \(total) bytes")
         }
-        if jsonLength == 0 {
-            throw .badRequest(
-                "raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON header")
-        }
         guard let headerBytes = body.getBytes(at: body.readerIndex, length: jsonLength) else {
             throw .badRequest("cannot read the JSON header")
         }
+        let header = try parseHeader(headerBytes, binaryBytes: total - jsonLength, sharedMemory: sharedMemory)
+        var binary = BinaryInputs(header.binaryInputs)
+        binary.append(body.getSlice(at: body.readerIndex + jsonLength, length: total - jsonLength) ?? ByteBuffer())
+        return try header.decoded(binaryInputs: binary.finish(), arrival: arrival)
+    }
+
+    /// Decodes a body as it arrives: the JSON header of `headerLength` bytes first, then each binary
+    /// input's bytes straight into its tensor (one copy, no buffer of the whole body). More than
+    /// `maxBodyBytes` in all is a 413.
+    static func decode<Body: AsyncSequence>(
+        streaming body: Body, headerLength: Int, maxBodyBytes: Int, arrival: ContinuousClock.Instant? = nil,
+        sharedMemory: SharedMemoryRegistry? = nil
+    ) async throws(ServerError) -> DecodedInferRequest where Body.Element == ByteBuffer {
+        var iterator = body.makeAsyncIterator()
+        var received = 0
+        func next() async throws(ServerError) -> ByteBuffer? {
+            let chunk: ByteBuffer?
+            do {
+                chunk = try await iterator.next()
+            } catch {
+                throw .badRequest("the request body could not be read: \(error)")
+            }
+            received += chunk?.readableBytes ?? 0
+            guard received <= maxBodyBytes else {
+                throw ServerError(
+                    status: .contentTooLarge, message: "request body exceeds the \(maxBodyBytes)-byte limit")
+            }
+            return chunk
+        }
+        guard headerLength > 0 else { throw zeroHeaderLength }
+        var prefix = ByteBuffer()
+        while prefix.readableBytes < headerLength, var chunk = try await next() {
+            if prefix.readableBytes == 0 {
+                prefix = chunk
+            } else {
+                prefix.writeBuffer(&chunk)
+            }
+        }
+        guard let headerBytes = prefix.readSlice(length: headerLength) else {
+            throw .badRequest(
+                "Inference-Header-Content-Length is \(headerLength) but the body has only \(prefix.readableBytes) bytes"
+            )
+        }
+        let header = try parseHeader(
+            headerBytes.readableBytesView, binaryBytes: nil, sharedMemory: sharedMemory)
+        var binary = BinaryInputs(header.binaryInputs)
+        binary.append(prefix)
+        while let chunk = try await next() {
+            binary.append(chunk)
+        }
+        return try header.decoded(binaryInputs: binary.finish(), arrival: arrival)
+    }
+
+    static let zeroHeaderLength = ServerError.badRequest(
+        "raw binary requests (Inference-Header-Content-Length: 0) are not supported; send a JSON header")
+
+    /// Parses the JSON header. Binary inputs are listed in body order, to be read after the header;
+    /// with `binaryBytes` (how many follow the header, when known) each is checked to fit as it is
+    /// met, as are bytes no input claims.
+    static func parseHeader(
+        _ headerBytes: some Collection<UInt8>, binaryBytes: Int?, sharedMemory: SharedMemoryRegistry?
+    ) throws(ServerError) -> ParsedHeader {
+        if headerBytes.isEmpty { throw zeroHeaderLength }
         let parsed: Any
         do {
             parsed = try JSONSerialization.jsonObject(with: Data(headerBytes))
@@ -55,9 +239,8 @@ enum InferCodec {
             throw .badRequest("malformed JSON in the request header: \(detail)")
         }
         guard let object = parsed as? [String: Any] else { throw .badRequest("the request must be a JSON object") }
-        var binaryOffset = body.readerIndex + jsonLength
-        let binaryEnd = body.readerIndex + total
-
+        var binaryRemaining = binaryBytes
+        var binaryInputs: [PendingBinaryInput] = []
         let id = (object["id"] as? String) ?? ""
         let parameters = object["parameters"] as? [String: Any] ?? [:]
         var timeoutMs: Double?
@@ -71,10 +254,11 @@ enum InferCodec {
 
         guard let inputList = object["inputs"] as? [Any] else { throw .badRequest("the request has no 'inputs' array") }
         var inputs: [String: Tensor] = [:]
+        var seenNames: Set<String> = []
         for entry in inputList {
             guard let input = entry as? [String: Any] else { throw .badRequest("each input must be a JSON object") }
             guard let name = input["name"] as? String else { throw .badRequest("an input has no 'name'") }
-            guard inputs[name] == nil else { throw .badRequest("input '\(name)' appears twice") }
+            guard seenNames.insert(name).inserted else { throw .badRequest("input '\(name)' appears twice") }
             guard let typeName = input["datatype"] as? String else {
                 throw .badRequest("input '\(name)' has no 'datatype'")
             }
@@ -121,25 +305,15 @@ enum InferCodec {
                         "input '\(name)': binary_data_size \(binarySize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
                     )
                 }
-                guard binaryEnd - binaryOffset >= binarySize else {
-                    throw .badRequest(
-                        "input '\(name)': the body ends \(binarySize - (binaryEnd - binaryOffset)) bytes short of its binary data"
-                    )
-                }
-                let tensor = body.withUnsafeReadableBytes { raw in
-                    let start = binaryOffset - body.readerIndex
-                    return Result { () throws(TensorError) in
-                        try Tensor(
-                            dataType: dataType, shape: shape,
-                            copying: UnsafeRawBufferPointer(rebasing: raw[start..<(start + binarySize)]))
+                if let available = binaryRemaining {
+                    guard available >= binarySize else {
+                        throw .badRequest(
+                            "input '\(name)': the body ends \(binarySize - available) bytes short of its binary data")
                     }
+                    binaryRemaining = available - binarySize
                 }
-                do {
-                    inputs[name] = try tensor.get()
-                } catch {
-                    throw .badRequest("input '\(name)': \(error)")
-                }
-                binaryOffset += binarySize
+                binaryInputs.append(
+                    PendingBinaryInput(name: name, dataType: dataType, shape: shape, byteCount: byteCount))
             } else {
                 guard let data = input["data"] else {
                     throw .badRequest("input '\(name)' has neither 'data' nor binary_data_size")
@@ -147,8 +321,8 @@ enum InferCodec {
                 inputs[name] = try tensorFromJSON(data, name: name, dataType: dataType, shape: shape)
             }
         }
-        guard binaryOffset == binaryEnd else {
-            throw .badRequest("the body has \(binaryEnd - binaryOffset) bytes of binary data that no input claims")
+        if let unclaimed = binaryRemaining, unclaimed > 0 {
+            throw .badRequest("the body has \(unclaimed) bytes of binary data that no input claims")
         }
 
         var outputs: [RequestedOutput]?
@@ -165,10 +339,9 @@ enum InferCodec {
                 outputs?.append(RequestedOutput(name: name, binary: binary, sharedMemory: reference))
             }
         }
-        let request = InferenceRequest(
-            id: id, inputs: inputs, outputNames: outputs.map { $0.map(\.name) }, timeoutMs: timeoutMs,
-            arrival: arrival)
-        return DecodedInferRequest(request: request, outputs: outputs, binaryByDefault: binaryByDefault)
+        return ParsedHeader(
+            id: id, timeoutMs: timeoutMs, binaryByDefault: binaryByDefault, inputs: inputs,
+            binaryInputs: binaryInputs, outputs: outputs)
     }
 
     /// The `shared_memory_region`, `shared_memory_byte_size` and optional `shared_memory_offset`

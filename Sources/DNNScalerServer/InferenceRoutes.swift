@@ -209,26 +209,37 @@ public struct InferenceRoutes: Sendable {
             metrics.recordFailure(model: name, version: version, reason: "shed")
             throw ServerError(refusal)
         }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: maxBodyBytes)
-        } catch {
-            metrics.recordFailure(model: name, version: version, reason: "invalid")
-            throw ServerError(status: .contentTooLarge, message: "request body exceeds the \(maxBodyBytes)-byte limit")
-        }
         var headerLength: Int?
         if let value = request.headers[Self.headerLengthField] {
             guard let parsed = Int(value.trimmingCharacters(in: .whitespaces)) else {
                 metrics.recordFailure(model: name, version: version, reason: "invalid")
                 throw ServerError.badRequest("Inference-Header-Content-Length must be an integer, got '\(value)'")
             }
+            guard parsed >= 0 else {
+                metrics.recordFailure(model: name, version: version, reason: "invalid")
+                throw ServerError.badRequest("Inference-Header-Content-Length must not be negative, got '\(value)'")
+            }
             headerLength = parsed
         }
         let decoded: DecodedInferRequest
         do {
-            decoded = try InferCodec.decode(
-                body: body, headerLength: headerLength, metadata: model.runtime.metadata, arrival: arrival,
-                sharedMemory: sharedMemory)
+            if let headerLength {
+                // Binary tensors: read straight from the socket's buffers into the tensors.
+                decoded = try await InferCodec.decode(
+                    streaming: request.body, headerLength: headerLength, maxBodyBytes: maxBodyBytes, arrival: arrival,
+                    sharedMemory: sharedMemory)
+            } else {
+                let body: ByteBuffer
+                do {
+                    body = try await request.body.collect(upTo: maxBodyBytes)
+                } catch {
+                    throw ServerError(
+                        status: .contentTooLarge, message: "request body exceeds the \(maxBodyBytes)-byte limit")
+                }
+                decoded = try InferCodec.decode(
+                    body: body, headerLength: nil, metadata: model.runtime.metadata, arrival: arrival,
+                    sharedMemory: sharedMemory)
+            }
         } catch {
             metrics.recordFailure(model: name, version: version, reason: "invalid")
             throw error

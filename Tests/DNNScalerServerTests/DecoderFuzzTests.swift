@@ -260,4 +260,76 @@ import Testing
                 "resident memory grew \((after - before) >> 20) MiB")
         }
     }
+
+    /// `body` as a stream of chunks cut at `cuts` (offsets into it).
+    static func chunks(_ body: [UInt8], cuts: [Int]) -> AsyncStream<ByteBuffer> {
+        let bounds = [0] + cuts.filter { $0 > 0 && $0 < body.count }.sorted() + [body.count]
+        return AsyncStream { continuation in
+            for (start, end) in zip(bounds, bounds.dropFirst()) where start < end {
+                continuation.yield(ByteBuffer(bytes: body[start..<end]))
+            }
+            continuation.finish()
+        }
+    }
+
+    /// What the server does with a binary request, read in chunks: the same tensors as decoding the
+    /// collected body, or an error of the same status, whatever the chunks; and a body over the
+    /// limit is a 413.
+    @Test func streamingAgreesWithWholeBodyDecoding() async throws {
+        let (seed, seedLength) = try #require(Self.seeds().first { $0.1 != nil })
+        let headerLength = try #require(seedLength)
+        let whole = try InferCodec.decode(
+            body: ByteBuffer(bytes: seed), headerLength: headerLength, metadata: Self.metadata)
+        for cut in 0...seed.count {  // every split into two chunks, and bytes one by one
+            let streamed = try await InferCodec.decode(
+                streaming: Self.chunks(seed, cuts: [cut]), headerLength: headerLength, maxBodyBytes: 1 << 20)
+            #expect(streamed.request.inputs == whole.request.inputs, "split at \(cut)")
+        }
+        let byteByByte = try await InferCodec.decode(
+            streaming: Self.chunks(seed, cuts: Array(0..<seed.count)), headerLength: headerLength, maxBodyBytes: 1 << 20
+        )
+        #expect(byteByByte.request.inputs == whole.request.inputs)
+        #expect(byteByByte.request.inputs["INPUT1"]?.bytes == Array(seed[(headerLength + 32)...]))
+        do {
+            _ = try await InferCodec.decode(
+                streaming: Self.chunks(seed, cuts: [10]), headerLength: headerLength, maxBodyBytes: seed.count - 1)
+            Issue.record("a body over the limit was accepted")
+        } catch {
+            #expect(error.status == .contentTooLarge)
+        }
+
+        var generator = SplitMix64(seed: 0x57EA)
+        var agreed = 0
+        for _ in 0..<20_000 {
+            let (body, length) = Self.mutate(seed, seedLength, using: &generator)
+            guard let length, length >= 0 else { continue }  // the route refuses these before decoding
+            let cuts = (0..<Int.random(in: 0...4, using: &generator)).map { _ in
+                Int.random(in: 0...max(body.count, 1), using: &generator)
+            }
+            let wholeOutcome = Result { () throws(ServerError) in
+                try InferCodec.decode(body: ByteBuffer(bytes: body), headerLength: length, metadata: Self.metadata)
+            }
+            let streamedOutcome: Result<DecodedInferRequest, ServerError>
+            do {
+                streamedOutcome = .success(
+                    try await InferCodec.decode(
+                        streaming: Self.chunks(body, cuts: cuts), headerLength: length, maxBodyBytes: 1 << 20))
+            } catch {
+                streamedOutcome = .failure(error)
+            }
+            switch (wholeOutcome, streamedOutcome) {
+            case (.success(let a), .success(let b)):
+                #expect(a.request.inputs == b.request.inputs)
+                #expect(a.request.outputNames == b.request.outputNames)
+                #expect(a.request.id == b.request.id)
+                agreed += 1
+            case (.failure(let a), .failure(let b)):
+                #expect(a.status == b.status, "\(a.message) | \(b.message)")
+                agreed += 1
+            default:
+                Issue.record("whole body \(wholeOutcome) but streamed \(streamedOutcome)")
+            }
+        }
+        #expect(agreed > 10_000)
+    }
 }
