@@ -7,7 +7,8 @@ configuration run in process by `dnnscaler profile`.
     median of --repeats runs (a fresh server each run).
 (b) Throughput: for resnet50 and squeezenet, the saturated server throughput (perf_analyzer closed
     loop at --concurrency, binary tensors, batch-1 requests) of a static configuration against the
-    in-process throughput of the same configuration (`dnnscaler profile ... --json`,
+    in-process throughput of the same configuration with the server's session options
+    (`dnnscaler profile ... --no-spinning --json`; --inprocess-spinning for ONNX Runtime's default),
     points[0].throughput), run alternately --repeats times each; medians and ratio
     server / in-process (target >= 0.95). Configurations (server static k x b; in process k
     instances x t threads, batch b):
@@ -347,12 +348,15 @@ def describe_configuration(cfg):
 # In process
 
 
-def profile_throughput(binary, model, instances, threads, batch, duration, repository=DEFAULT_REPOSITORY):
+def profile_throughput(binary, model, instances, threads, batch, duration, repository=DEFAULT_REPOSITORY,
+                       spinning=False):
+    """In-process throughput; `spinning` False profiles the sessions as `serve` runs them (no spin-wait)."""
     with tempfile.TemporaryDirectory(prefix="dnnscaler-profile-") as tmp:
         out = os.path.join(tmp, "profile.json")
         subprocess.run(pinned([binary, "profile", model, "--model-repository", repository, "--instances",
                                str(instances), "--threads", str(threads), "--batch-sizes", str(batch), "--duration",
-                               str(duration), "--json", out], SERVER_CPUS), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                               str(duration), "--json", out, "--spinning" if spinning else "--no-spinning"],
+                              SERVER_CPUS), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         with open(out) as f:
             return json.load(f)["points"][0]["throughput"]
 
@@ -494,7 +498,7 @@ def throughput_comparison(args, tools):
                     else:
                         try:
                             inproc.append(profile_throughput(args.bin, model, instances, threads, batch, args.duration,
-                                                             args.model_repository))
+                                                             args.model_repository, spinning=args.inprocess_spinning))
                         except subprocess.CalledProcessError as exc:
                             inproc.append(None)
                             notes.append(f"profile failed: exit {exc.returncode}")
@@ -538,6 +542,9 @@ def main():
     parser.add_argument("--configs", default=None,
                         help="configurations instead of the default ones: INSTANCESxTHREADS:BATCH:CONCURRENCY,... "
                              "(such as 1x1:1:2 for a server pinned to one CPU)")
+    parser.add_argument("--inprocess-spinning", action="store_true",
+                        help="profile in process with ONNX Runtime's spin-waiting threads (its default) instead of "
+                             "the session options `serve` uses (no spinning); matters for instances with several threads")
     parser.add_argument("--no-shared-memory", dest="shared_memory", action="store_false",
                         help="measure tensors in the HTTP body only, not also in system shared memory")
     parser.add_argument("--skip-latency", action="store_true", help="skip (a)")

@@ -28,13 +28,15 @@ public struct ServerSettings: Sendable {
     public var heapTrimIntervalSeconds: Double
     /// Whether clients may register system shared-memory regions (Triton's `--allow-client-shm`).
     public var allowClientSharedMemory: Bool
+    /// Whether idle intra-op threads spin-wait for work (ONNX Runtime's default).
+    public var spinning: Bool
 
     /// Creates settings.
     public init(
         host: String = "0.0.0.0", httpPort: Int = 8000, grpcPort: Int = 8001, metricsPort: Int = 8002,
         repository: ModelRepository,
         models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20,
-        heapTrimIntervalSeconds: Double = 10, allowClientSharedMemory: Bool = false
+        heapTrimIntervalSeconds: Double = 10, allowClientSharedMemory: Bool = false, spinning: Bool = false
     ) {
         self.host = host
         self.httpPort = httpPort
@@ -46,6 +48,7 @@ public struct ServerSettings: Sendable {
         self.maxBodyBytes = maxBodyBytes
         self.heapTrimIntervalSeconds = heapTrimIntervalSeconds
         self.allowClientSharedMemory = allowClientSharedMemory
+        self.spinning = spinning
     }
 }
 
@@ -66,7 +69,8 @@ public struct InferenceServer: Sendable {
         self.settings = settings
         self.logger = logger
         manager = ModelManager(
-            repository: settings.repository, defaults: settings.defaults, runtime: runtime, logger: logger)
+            repository: settings.repository, defaults: settings.defaults, runtime: runtime,
+            spinning: settings.spinning, logger: logger)
         metrics = ServerMetrics()
         sharedMemory = SharedMemoryRegistry(enabled: settings.allowClientSharedMemory)
     }

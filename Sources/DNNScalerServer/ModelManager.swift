@@ -33,6 +33,7 @@ public final class ModelManager: Sendable {
     public let defaults: ModelServingOptions
     private let runtime: OnnxRuntime
     private let cores: Int
+    private let spinning: Bool
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
 
@@ -44,14 +45,16 @@ public final class ModelManager: Sendable {
     }
 
     /// Creates a manager; nothing is loaded yet.
+    /// `spinning`: whether idle intra-op threads of an instance with several spin-wait for work.
     public init(
         repository: ModelRepository, defaults: ModelServingOptions, runtime: OnnxRuntime,
-        cores: Int = SystemInfo.cpuCores, logger: Logger
+        cores: Int = SystemInfo.cpuCores, spinning: Bool = false, logger: Logger
     ) {
         self.repository = repository
         self.defaults = defaults
         self.runtime = runtime
         self.cores = cores
+        self.spinning = spinning
         self.logger = logger
     }
 
@@ -149,12 +152,14 @@ public final class ModelManager: Sendable {
         setEntry(name, Entry(state: .loading, reason: "profiling and warming up", model: nil, version: version))
         logger.info("loading model", metadata: ["model": "\(name)", "path": "\(path)"])
         let cores = self.cores
+        let spinning = self.spinning
         let runtime = self.runtime
         let loadOptions = options
         do {
             let model = try await runBlocking { () throws(BackendError) -> ServedModel in
                 try ServedModel.load(
-                    name: name, version: version, path: path, options: loadOptions, runtime: runtime, cores: cores)
+                    name: name, version: version, path: path, options: loadOptions, runtime: runtime, cores: cores,
+                    spinning: spinning)
             }
             let logger = self.logger
             model.controller.startLoop { record in

@@ -32,11 +32,12 @@ public final class ServedModel: Sendable {
     public var options: ModelServingOptions { currentOptions.withLock { $0 } }
 
     /// Loads a model: backend, a quick profile (or the saved one), runtime and controller. Blocking.
+    /// `spinning`: whether idle intra-op threads spin-wait (the probe measures the same way).
     static func load(
         name: String, version: Int, path: String, options: ModelServingOptions, runtime ortRuntime: OnnxRuntime,
-        cores: Int
+        cores: Int, spinning: Bool
     ) throws(BackendError) -> ServedModel {
-        let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime, allowSpinning: false)
+        let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime, allowSpinning: spinning)
         // A model the probe cannot run on made-up inputs is still served, with the policy's defaults.
         let profile = try? quickProfile(backend: backend, options: options, cores: cores)
         let settings = RuntimeSettings(

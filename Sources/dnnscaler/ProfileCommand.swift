@@ -49,6 +49,13 @@ struct ProfileCommand: ParsableCommand {
     @Option(help: "Write the profile as CSV to this file.")
     var csv: String?
 
+    @Flag(
+        inversion: .prefixedNo,
+        help:
+            "Let idle intra-op threads spin-wait for work (ONNX Runtime's default). `serve` does not spin unless told to (`serve --spinning`); --no-spinning profiles the sessions as `serve` runs them."
+    )
+    var spinning = true
+
     @OptionGroup var runtimeOptions: RuntimeOptions
 
     func validate() throws {
@@ -71,7 +78,7 @@ struct ProfileCommand: ParsableCommand {
     func run() throws {
         let runtime = try runtimeOptions.loadRuntime()
         let (name, path) = try ModelRepository(root: modelRepository).resolve(model)
-        let backend = try OnnxRuntimeModel(path: path, name: name, runtime: runtime)
+        let backend = try OnnxRuntimeModel(path: path, name: name, runtime: runtime, allowSpinning: spinning)
         let profiler = Profiler(backend: backend, settings: settings)
         let total = profiler.grid().count
         printError(

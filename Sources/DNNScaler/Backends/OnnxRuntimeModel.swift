@@ -10,9 +10,9 @@ public struct OnnxRuntimeModel: InferenceBackend {
     public let path: String
     /// The runtime that runs it.
     public let runtime: OnnxRuntime
-    /// Whether idle intra-op threads spin waiting for work (ONNX Runtime's default). Spinning wins
-    /// a little throughput in a closed loop; in a server it takes the cores the network threads
-    /// need between requests, so the server turns it off.
+    /// Whether idle intra-op threads spin waiting for work (ONNX Runtime's default). It matters for
+    /// instances with several threads: in process it is faster; served on 2 shared cores it was
+    /// erratic (docs/design-decisions.md), so `serve` turns it off unless `--spinning`.
     public let allowSpinning: Bool
 
     /// Loads the model's metadata and checks that the runtime accepts the file.
