@@ -344,29 +344,13 @@ enum InferCodec {
             binaryInputs: binaryInputs, outputs: outputs)
     }
 
-    /// The `shared_memory_region`, `shared_memory_byte_size` and optional `shared_memory_offset`
-    /// parameters of an input or output; `nil` when none is given.
+    /// The `shared_memory_*` parameters of an input or output in a JSON header; `nil` when none is given.
     static func sharedMemoryReference(
         _ parameters: [String: Any], registry: SharedMemoryRegistry?, what: String
     ) throws(ServerError) -> SharedMemoryReference? {
-        let regionValue = parameters["shared_memory_region"]
-        let sizeValue = parameters["shared_memory_byte_size"]
-        let offsetValue = parameters["shared_memory_offset"]
-        guard regionValue != nil || sizeValue != nil || offsetValue != nil else { return nil }
-        guard let regionName = regionValue as? String, let sizeValue else {
-            throw .badRequest(
-                "\(what): shared_memory_region (a string) and shared_memory_byte_size are both required")
-        }
-        func integer(_ value: Any, _ parameter: String) throws(ServerError) -> Int {
-            guard let number = JSONValues.number(value), let integer = Int(exactly: number.doubleValue), integer >= 0
-            else { throw .badRequest("\(what): \(parameter) must be a non-negative integer") }
-            return integer
-        }
-        let byteSize = try integer(sizeValue, "shared_memory_byte_size")
-        let offset =
-            try offsetValue.map { (value) throws(ServerError) in try integer(value, "shared_memory_offset") } ?? 0
-        guard let registry else { throw .badRequest("\(what): shared memory is not supported on this endpoint") }
-        return try registry.reference(regionName: regionName, byteSize: byteSize, offset: offset, what: what)
+        try SharedMemoryReference.parse(
+            parameters, registry: registry, what: what, string: { $0 as? String },
+            integer: { JSONValues.number($0).flatMap { Int(exactly: $0.doubleValue) } })
     }
 
     /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`.

@@ -212,6 +212,33 @@ struct SharedMemoryReference {
     var offset: Int
     var byteSize: Int
 
+    /// Reads Triton's `shared_memory_region`, `shared_memory_byte_size` and optional
+    /// `shared_memory_offset` from an input's or output's parameters, whatever the front end's
+    /// parameter type (`string` and `integer` read one value); `nil` when none is given.
+    static func parse<Parameter>(
+        _ parameters: [String: Parameter], registry: SharedMemoryRegistry?, what: String,
+        string: (Parameter) -> String?, integer: (Parameter) -> Int?
+    ) throws(ServerError) -> SharedMemoryReference? {
+        let region = parameters["shared_memory_region"]
+        let size = parameters["shared_memory_byte_size"]
+        let offset = parameters["shared_memory_offset"]
+        guard region != nil || size != nil || offset != nil else { return nil }
+        guard let regionName = region.flatMap(string), let size else {
+            throw .badRequest(
+                "\(what): shared_memory_region (a string) and shared_memory_byte_size are both required")
+        }
+        func count(_ parameter: Parameter, _ field: String) throws(ServerError) -> Int {
+            guard let value = integer(parameter), value >= 0 else {
+                throw .badRequest("\(what): \(field) must be a non-negative integer")
+            }
+            return value
+        }
+        let byteSize = try count(size, "shared_memory_byte_size")
+        let start = try offset.map { (value) throws(ServerError) in try count(value, "shared_memory_offset") } ?? 0
+        guard let registry else { throw .badRequest("\(what): shared memory is not supported on this endpoint") }
+        return try registry.reference(regionName: regionName, byteSize: byteSize, offset: start, what: what)
+    }
+
     /// The input tensor of `dataType` and `shape` these bytes hold; the size must match exactly.
     func inputTensor(dataType: DataType, shape: [Int], byteCount: Int, what: String) throws(ServerError) -> Tensor {
         guard byteSize == byteCount else {

@@ -113,30 +113,23 @@ enum GRPCTensorCodec {
         return decoded
     }
 
-    /// The `shared_memory_region`, `shared_memory_byte_size` and optional `shared_memory_offset`
-    /// parameters of an input or output; `nil` when none is given.
+    /// The `shared_memory_*` parameters of an input or output; `nil` when none is given.
     static func sharedMemoryReference(
         _ parameters: [String: Inference_InferParameter], registry: SharedMemoryRegistry?, what: String
     ) throws(ServerError) -> SharedMemoryReference? {
-        let region = parameters["shared_memory_region"]
-        let size = parameters["shared_memory_byte_size"]
-        let offset = parameters["shared_memory_offset"]
-        guard region != nil || size != nil || offset != nil else { return nil }
-        guard case .stringParam(let regionName)? = region?.parameterChoice, let size else {
-            throw .badRequest(
-                "\(what): shared_memory_region (a string) and shared_memory_byte_size are both required")
-        }
-        func integer(_ parameter: Inference_InferParameter, _ field: String) throws(ServerError) -> Int {
-            switch parameter.parameterChoice {
-            case .int64Param(let value) where value >= 0: return Int(value)
-            case .uint64Param(let value) where value <= UInt64(Int.max): return Int(value)
-            default: throw .badRequest("\(what): \(field) must be a non-negative integer")
-            }
-        }
-        let byteSize = try integer(size, "shared_memory_byte_size")
-        let start = try offset.map { (value) throws(ServerError) in try integer(value, "shared_memory_offset") } ?? 0
-        guard let registry else { throw .badRequest("\(what): shared memory is not supported on this endpoint") }
-        return try registry.reference(regionName: regionName, byteSize: byteSize, offset: start, what: what)
+        try SharedMemoryReference.parse(
+            parameters, registry: registry, what: what,
+            string: { parameter in
+                if case .stringParam(let text) = parameter.parameterChoice { return text }
+                return nil
+            },
+            integer: { parameter in
+                switch parameter.parameterChoice {
+                case .int64Param(let value): return Int(exactly: value)
+                case .uint64Param(let value): return Int(exactly: value)
+                default: return nil
+                }
+            })
     }
 
     /// The bytes of tensor data and text a request carries: raw contents, typed contents at 8
