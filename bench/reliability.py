@@ -5,7 +5,8 @@
     .venv-client/bin/python bench/reliability.py --soak-minutes 2 --out /tmp/r.md   # a quick pass
 
 Runs, each against a fresh server on free ports:
- 1. bad inputs: a catalogue of malformed requests over HTTP and gRPC; each must get the expected
+ 1. bad inputs: a catalogue of malformed requests over HTTP and gRPC (shared-memory mistakes
+    included, against a server with --allow-client-shm); each must get the expected
     4xx / gRPC status with a message naming the problem, and a valid request right after must
     still succeed;
  2. the decoder fuzz tests (`swift test --filter DecoderFuzzTests`: 100,000 mutated HTTP bodies and
@@ -24,6 +25,7 @@ Runs, each against a fresh server on free ports:
 Results go to --json (default docs/data/reliability.json) and the report to --out.
 """
 import argparse
+import contextlib
 import datetime
 import http.client
 import json
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from multiprocessing import shared_memory
 
 import grpc
 import numpy as np
@@ -128,8 +131,9 @@ def binary_body(header, payload):
                             "Content-Type": "application/octet-stream"}
 
 
-def http_bad_cases(max_body):
-    """(name, path, body, headers, expected status, a word the message must contain)."""
+def http_bad_cases(max_body, shm_key=None):
+    """(name, path, body, headers, expected status, a word the message must contain). With `shm_key`
+    (a 4096-byte POSIX shared-memory object the caller made), the shared-memory mistakes too."""
     infer = "/v2/models/linear_hand/infer"
     good_input = {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}
     floats = np.zeros(3, dtype=np.float32).tobytes()
@@ -173,6 +177,34 @@ def http_bad_cases(max_body):
         ("timeout parameter not a number", infer,
          json.dumps({"inputs": [good_input], "parameters": {"timeout": "soon"}}).encode(), {}, 400, "timeout"),
     ]
+    if shm_key:
+        register = "/v2/systemsharedmemory/region/bad/register"
+        shm_input = {"name": "x", "shape": [1, 3], "datatype": "FP32",
+                     "parameters": {"shared_memory_region": "reliability", "shared_memory_byte_size": 12}}
+        cases += [
+            ("shared memory: key that does not exist", register,
+             json.dumps({"key": "/dnnscaler-no-such-object", "byte_size": 64}).encode(), {}, 400, "cannot open"),
+            ("shared memory: region beyond its object", register,
+             json.dumps({"key": shm_key, "offset": 4000, "byte_size": 200}).encode(), {}, 400, "exceeds"),
+            ("shared memory: region name registered twice", "/v2/systemsharedmemory/region/reliability/register",
+             json.dumps({"key": shm_key, "byte_size": 64}).encode(), {}, 400, "already registered"),
+            ("shared memory: input in an unregistered region", infer,
+             json.dumps({"inputs": [{**shm_input, "parameters": {**shm_input["parameters"],
+                                                                 "shared_memory_region": "nope"}}]}).encode(),
+             {}, 400, "not registered"),
+            ("shared memory: input beyond its region", infer,
+             json.dumps({"inputs": [{**shm_input, "parameters": {**shm_input["parameters"],
+                                                                 "shared_memory_offset": 60}}]}).encode(),
+             {}, 400, "exceeds"),
+            ("shared memory: byte size not matching the shape", infer,
+             json.dumps({"inputs": [{**shm_input, "parameters": {**shm_input["parameters"],
+                                                                 "shared_memory_byte_size": 8}}]}).encode(),
+             {}, 400, "does not match"),
+            ("shared memory: output region too small", infer,
+             json.dumps({"inputs": [good_input], "outputs": [
+                 {"name": "y", "parameters": {"shared_memory_region": "reliability",
+                                              "shared_memory_byte_size": 4}}]}).encode(), {}, 400, "too small"),
+        ]
     return cases
 
 
@@ -231,12 +263,29 @@ def valid_http(url):
     return status == 200 and json.loads(text)["outputs"][0]["data"] == [-3.5, 10.0]
 
 
+@contextlib.contextmanager
+def shm_cleanup(shm):
+    try:
+        yield shm
+    finally:
+        shm.close()
+        shm.unlink()
+
+
 def bad_inputs(args):
     max_body = 1 << 20
     rows = []
-    with Server(args.bin, ["linear_hand", "simple"], 1000, extra=["--max-body-bytes", str(max_body)]) as server:
+    # A client's shared-memory object, registered as "reliability" (64 bytes) for the shared-memory cases.
+    shm = shared_memory.SharedMemory(create=True, size=4096)
+    shm_key = "/" + shm.name.lstrip("/")
+    with shm_cleanup(shm), Server(args.bin, ["linear_hand", "simple"], 1000,
+                                  extra=["--max-body-bytes", str(max_body), "--allow-client-shm"]) as server:
+        status, text = raw_http(server.url, "POST", "/v2/systemsharedmemory/region/reliability/register",
+                                json.dumps({"key": shm_key, "byte_size": 64}).encode())
+        if status != 200:
+            raise RuntimeError(f"registering shared memory failed: {status} {text}")
         channel = grpc.insecure_channel(server.grpc_url, options=[("grpc.max_send_message_length", 64 << 20)])
-        for name, path, body, headers, want, needle in http_bad_cases(max_body):
+        for name, path, body, headers, want, needle in http_bad_cases(max_body, shm_key):
             status, text = raw_http(server.url, "POST", path, body, headers)
             message = error_text(text)
             served = valid_http(server.url)
