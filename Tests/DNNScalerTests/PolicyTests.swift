@@ -453,6 +453,15 @@ extension Observation {
         #expect(
             policy.decide(Self.observation(time: 2, tail: 38, service: 14, current: three)).configuration.instances == 4
         )
+        // A batch time over half the SLO (21 ms) but within half of a 50 ms tail: still queueing
+        // (squeezenet's 10 ms batches at a 20 ms SLO sat on that edge), so no instance goes.
+        policy = JointPolicy(
+            context: PolicyContext(profile: Self.multiTenancyProfile, maxBatch: 1, maxInstances: 5, sloMs: 35))
+        let five = ServingConfiguration(batchLimit: 1, instances: 5)
+        _ = policy.decide(Self.observation(time: 0, tail: 50, service: 21, current: five))
+        let held = policy.decide(Self.observation(time: 1, tail: 50, service: 21, current: five))
+        #expect(held.configuration == five, "\(held.reason)")
+        #expect(held.reason.contains("queueing"))
     }
 
     @Test func aTailFromExecutionStillRemovesAnInstance() {

@@ -177,8 +177,10 @@ public struct JointPolicy: ScalingPolicy {
                     configuration: next,
                     reason: "tail \(tailText) above SLO at batch 1 once, no backlog: confirm before moving instances")
             }
-            if let service = observation.serviceTailMs, service <= observation.sloMs / 2 {
-                // The tail is queueing, not execution: fewer instances would only lengthen the queue.
+            if let service = observation.serviceTailMs, service <= tail / 2 {
+                // The tail is mostly queueing, not execution (as in DNNScalerPolicy: compared with
+                // the tail, not the SLO, so a batch time near half the SLO does not flip the verdict
+                // from one window to the next): fewer instances would only lengthen the queue.
                 // More help only where the profile shows more throughput (or has not measured it).
                 let more = next.instances + 1
                 if next.instances < maxInstances, profileGains(from: next.instances),
