@@ -192,6 +192,23 @@ import Testing
             try await expectError(
                 infer, body: ByteBuffer(bytes: [UInt8](repeating: 0x20, count: 5000)), status: .contentTooLarge,
                 containing: "4096-byte limit")
+            // Binary bodies are decoded as they arrive: a bad header is refused before the tensor bytes
+            // are read (they are drained, and the connection serves the next request), and a body
+            // over the limit is a 413 there too; also a negative header length.
+            var badHeader = ByteBuffer(string: #"{"inputs": [ oops"#)
+            let badHeaderLength = badHeader.readableBytes
+            badHeader.writeBytes([UInt8](repeating: 0, count: 3000))
+            try await expectError(
+                infer, body: badHeader, headers: [ServerTestSupport.headerLength: String(badHeaderLength)],
+                status: .badRequest, containing: "malformed JSON")
+            var oversized = ByteBuffer(bytes: header)
+            oversized.writeBytes([UInt8](repeating: 0, count: 5000))
+            try await expectError(
+                infer, body: oversized, headers: [ServerTestSupport.headerLength: String(header.count)],
+                status: .contentTooLarge, containing: "4096-byte limit")
+            try await expectError(
+                infer, body: extra, headers: [ServerTestSupport.headerLength: "-4"], status: .badRequest,
+                containing: "must not be negative")
             try await expectError(
                 infer, body: ByteBuffer(bytes: [0xFF, 0xFE, 0x7B]), status: .badRequest, containing: "malformed JSON")
             // Still serving.
