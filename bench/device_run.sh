@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# On a machine without Swift (a lent device machine), from the repository root with .devbundle/ and
+# model_repository/ carried over (scripts/device_bundle made the bundle): unpacks the bundle and
+# runs the benchmarks with the server and the load generators on separate CPUs.
+#
+#   bench/device_run.sh overhead     # serving_overhead.py: server on CPUs 0-1, perf_analyzer on 2-5 (~4 min)
+#   bench/device_run.sh capacity     # pinned_capacity.py: lanes of 2 server CPUs + 1 client CPU (~6-9 min)
+#
+# Results go to $OUT (the device tool's output folder) or bench/results/device/. Standard library
+# Python only; needs at least 6 CPUs.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+WHAT="${1:-overhead}"
+DEST="${OUT:-$ROOT/bench/results/device}"
+mkdir -p "$DEST"
+B="$(mktemp -d /tmp/dnnscaler-bundle.XXXXXX)"
+tar -C "$B" -xJf "$ROOT/.devbundle/dnnscaler-bundle.tar.xz"
+export LD_LIBRARY_PATH="$B/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export DNNSCALER_BIN="$B/bin/dnnscaler"
+export DNNSCALER_CLIENT_VENV="$B/venvc"
+export DNNSCALER_ORT_LIBRARY="$(ls "$B"/lib/libonnxruntime.so.1.* | head -n 1)"
+"$DNNSCALER_BIN" --help >/dev/null
+{ nproc; lscpu 2>/dev/null | grep -E "Model name|Thread|Core|Socket|NUMA node" || true; } >"$DEST/machine.txt"
+case "$WHAT" in
+  overhead)
+    DNNSCALER_BENCH_SERVER_CPUS=0,1 DNNSCALER_BENCH_CLIENT_CPUS=2-5 \
+      python3 bench/serving_overhead.py --repeats 2 --window-ms 2000 --latency-window-ms 2000 --duration 3 \
+      --json "$DEST/overhead.json" 2>&1 | tee "$DEST/overhead.txt"
+    ;;
+  capacity)
+    python3 bench/pinned_capacity.py --models squeezenet,resnet50 --repeats 2 --json "$DEST/capacity.json" 2>&1 \
+      | tee "$DEST/capacity.txt"
+    ;;
+  *)
+    echo "device_run: say overhead or capacity" >&2
+    exit 2
+    ;;
+esac
