@@ -6,12 +6,13 @@ import Synchronization
     import Glibc
 #endif
 
-/// A client's POSIX shared-memory object, or the part of it from `offset` for `byteSize` bytes,
-/// mapped into the server (Triton's system shared-memory extension). Inputs are read from it and
-/// outputs written to it instead of travelling in the request and response bodies.
+/// A client's POSIX shared-memory object, or the part of it from `offset` for `byteSize` bytes
+/// (Triton's system shared-memory extension). Inputs are read from it and outputs written to it
+/// instead of travelling in the request and response bodies.
 ///
-/// The mapping lives as long as the region object: a request that still reads it keeps it mapped
-/// after the region is unregistered.
+/// The object is read and written through its file descriptor (`pread`, `pwrite`), not mapped: a
+/// client that shrinks its object then makes a read come up short, which is a 400, where a mapping
+/// would fault the whole server (SIGBUS). The descriptor lives as long as the region object.
 public final class SystemSharedMemoryRegion: Sendable {
     /// The name the client registered it under.
     public let name: String
@@ -21,11 +22,6 @@ public final class SystemSharedMemoryRegion: Sendable {
     public let offset: Int
     /// The region's size in bytes.
     public let byteSize: Int
-
-    // The mapping starts at the page holding `offset`; `base` points at `offset` itself.
-    private let mappingAddress: UInt
-    private let mappingLength: Int
-    private let baseAddress: UInt
     private let descriptor: Int32
 
     fileprivate init(name: String, key: String, offset: Int, byteSize: Int) throws(ServerError) {
@@ -51,34 +47,19 @@ public final class SystemSharedMemoryRegion: Sendable {
                 "shared memory region '\(name)': offset \(offset) + byte_size \(byteSize) exceeds the \(status.st_size) bytes of '\(key)'"
             )
         }
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let alignedOffset = offset - offset % page
-        let length = byteSize + (offset - alignedOffset)
-        guard
-            let mapping = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, descriptor, off_t(alignedOffset)),
-            mapping != MAP_FAILED
-        else {
-            let reason = String(cString: strerror(errno))
-            close(descriptor)
-            throw .badRequest("shared memory region '\(name)': cannot map '\(key)': \(reason)")
-        }
         self.name = name
         self.key = key
         self.offset = offset
         self.byteSize = byteSize
         self.descriptor = descriptor
-        mappingAddress = UInt(bitPattern: mapping)
-        mappingLength = length
-        baseAddress = mappingAddress + UInt(offset - alignedOffset)
     }
 
     deinit {
-        munmap(UnsafeMutableRawPointer(bitPattern: mappingAddress), mappingLength)
         close(descriptor)
     }
 
-    /// Checks that `byteCount` bytes from `offset` lie inside the region and inside the object as it
-    /// is now (a client that shrank the object would otherwise make the server fault on it).
+    /// Checks that `byteCount` bytes from `offset` lie inside the region, and that the object still
+    /// holds them.
     private func checkRange(offset: Int, byteCount: Int, what: String) throws(ServerError) {
         guard offset >= 0, byteCount >= 0, offset <= byteSize, byteCount <= byteSize - offset else {
             throw .badRequest(
@@ -87,35 +68,56 @@ public final class SystemSharedMemoryRegion: Sendable {
         }
         var status = stat()
         guard fstat(descriptor, &status) == 0, Int(status.st_size) >= self.offset + offset + byteCount else {
-            throw .badRequest("\(what): the shared memory object '\(key)' of region '\(name)' has shrunk")
+            throw shrunk(what)
         }
     }
 
-    /// A tensor over `byteCount` region bytes from `offset`: a view without a copy when the address
-    /// suits any SIMD load, else a copy. The view keeps the region mapped.
+    private func shrunk(_ what: String) -> ServerError {
+        .badRequest("\(what): the shared memory object '\(key)' of region '\(name)' has shrunk")
+    }
+
+    /// A tensor of the `byteCount` region bytes from `offset`, read into aligned memory of its own.
     func tensor(
         dataType: DataType, shape: [Int], offset: Int, byteCount: Int, what: String
     ) throws(ServerError) -> Tensor {
         try checkRange(offset: offset, byteCount: byteCount, what: what)
-        let bytes = UnsafeRawBufferPointer(
-            start: UnsafeRawPointer(bitPattern: baseAddress + UInt(offset)), count: byteCount)
+        let memory = BinaryInputMemory(count: byteCount)
+        var done = 0
+        while done < byteCount {
+            let count = pread(
+                descriptor, memory.pointer + done, byteCount - done, off_t(self.offset + offset + done))
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw shrunk(what) }
+            done += count
+        }
         do {
-            if (baseAddress + UInt(offset)) % 64 == 0 {
-                return try Tensor(dataType: dataType, shape: shape, viewing: bytes, owner: self)
-            }
-            return try Tensor(dataType: dataType, shape: shape, copying: bytes)
+            return try Tensor(
+                dataType: dataType, shape: shape,
+                viewing: UnsafeRawBufferPointer(start: memory.pointer, count: byteCount),
+                owner: memory)
         } catch {
             throw .badRequest("\(what): \(error)")
         }
     }
 
-    /// Copies `tensor`'s bytes into the region at `offset`.
+    /// Writes `tensor`'s bytes into the region at `offset`.
     func write(_ tensor: Tensor, offset: Int, what: String) throws(ServerError) {
         try checkRange(offset: offset, byteCount: tensor.byteCount, what: what)
-        guard let destination = UnsafeMutableRawPointer(bitPattern: baseAddress + UInt(offset)) else { return }
-        tensor.withUnsafeBytes { source in
-            if let start = source.baseAddress { destination.copyMemory(from: start, byteCount: source.count) }
+        let failure: ServerError? = tensor.withUnsafeBytes { source in
+            var done = 0
+            while done < source.count, let start = source.baseAddress {
+                let count = pwrite(descriptor, start + done, source.count - done, off_t(self.offset + offset + done))
+                if count < 0, errno == EINTR { continue }
+                guard count > 0 else {
+                    return ServerError.badRequest(
+                        "\(what): writing to shared memory region '\(name)' failed: \(String(cString: strerror(errno)))"
+                    )
+                }
+                done += count
+            }
+            return nil
         }
+        if let failure { throw failure }
     }
 
     /// The region as Triton's status response shows it.

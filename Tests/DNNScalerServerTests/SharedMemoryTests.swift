@@ -109,7 +109,7 @@ final class ClientSharedMemory: @unchecked Sendable {
         let output = try ClientSharedMemory(suffix: "out", size: 4096)
         let a = (0..<32).map { Int32($0 * 13 - 200) }
         let b = (0..<32).map { Int32(5 - 3 * $0) }
-        // The region starts 4 bytes into the object, so the inputs are not 64-byte aligned (copied).
+        // The region starts 4 bytes into the object: offsets are relative to the region.
         input.write(a, at: 4)
         input.write(b, at: 4 + 128)
         let server = try await ServerTestSupport.server(models: ["simple"], allowClientSharedMemory: true)
@@ -143,7 +143,7 @@ final class ClientSharedMemory: @unchecked Sendable {
             #expect(output.read(count: 32, at: 64) == zip(a, b).map { $0 + $1 })
             #expect(outputs[1]["data"] as? [Int] == zip(a, b).map { Int($0 - $1) })
 
-            // An aligned region (offset 0 of the object) is read in place; the answer is the same.
+            // A second region over another part of the output object; the answer is the same.
             output.write(a, at: 2048)
             output.write(b, at: 2048 + 128)
             response = try await Self.post(

@@ -34,7 +34,7 @@ public struct Tensor: Sendable {
         self.init(dataType: dataType, shape: shape, buffer: buffer, byteOffset: 0, byteCount: expected)
     }
 
-    /// A tensor over memory that `owner` keeps valid (a mapped shared-memory region): no copy. The
+    /// A tensor over memory that `owner` keeps valid (memory a decoder filled): no copy. The
     /// tensor holds `owner` until its last view is gone. The owner's memory should not change while
     /// the tensor is in use; if its writer changes it anyway, only the results computed from it suffer.
     public init(
