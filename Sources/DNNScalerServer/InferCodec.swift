@@ -50,10 +50,8 @@ struct ParsedHeader {
 /// Memory for binary inputs, 64-byte aligned, freed when the last tensor viewing it is gone.
 final class BinaryInputMemory: Sendable {
     private let address: UInt
-    let count: Int
 
     init(count: Int) {
-        self.count = count
         let memory = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: 64)
         address = UInt(bitPattern: memory)
     }
@@ -189,10 +187,7 @@ enum InferCodec {
                 throw .badRequest("the request body could not be read: \(error)")
             }
             received += chunk?.readableBytes ?? 0
-            guard received <= maxBodyBytes else {
-                throw ServerError(
-                    status: .contentTooLarge, message: "request body exceeds the \(maxBodyBytes)-byte limit")
-            }
+            guard received <= maxBodyBytes else { throw .bodyTooLarge(limit: maxBodyBytes) }
             return chunk
         }
         guard headerLength > 0 else { throw zeroHeaderLength }
@@ -297,9 +292,9 @@ enum InferCodec {
                 inputs[name] = try reference.inputTensor(
                     dataType: dataType, shape: shape, byteCount: byteCount, what: "input '\(name)'")
             } else if let size = inputParameters["binary_data_size"] {
-                guard let sizeNumber = JSONValues.number(size), let binarySize = Int(exactly: sizeNumber.doubleValue),
-                    binarySize >= 0
-                else { throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer") }
+                guard let binarySize = JSONValues.integer(size), binarySize >= 0 else {
+                    throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer")
+                }
                 guard binarySize == byteCount else {
                     throw .badRequest(
                         "input '\(name)': binary_data_size \(binarySize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
@@ -350,7 +345,7 @@ enum InferCodec {
     ) throws(ServerError) -> SharedMemoryReference? {
         try SharedMemoryReference.parse(
             parameters, registry: registry, what: what, string: { $0 as? String },
-            integer: { JSONValues.number($0).flatMap { Int(exactly: $0.doubleValue) } })
+            integer: { JSONValues.integer($0) })
     }
 
     /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`.

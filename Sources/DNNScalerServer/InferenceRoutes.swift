@@ -29,9 +29,9 @@ public struct InferenceRoutes: Sendable {
         self.sharedMemory = sharedMemory
     }
 
-    /// The extensions `GET /v2` advertises.
-    var advertisedExtensions: [String] {
-        Self.extensions + (sharedMemory.enabled ? ["system_shared_memory"] : [])
+    /// The extensions the server metadata advertises (HTTP and gRPC).
+    static func advertisedExtensions(sharedMemory: SharedMemoryRegistry) -> [String] {
+        extensions + (sharedMemory.enabled ? ["system_shared_memory"] : [])
     }
 
     /// A router with every route.
@@ -43,7 +43,10 @@ public struct InferenceRoutes: Sendable {
                 ? Response(status: .ok) : Response.json(["error": "models are loading"], status: .serviceUnavailable)
         }
         router.get("/v2") { _, _ -> Response in
-            Response.json(["name": "dnnscaler", "version": Self.serverVersion, "extensions": advertisedExtensions])
+            Response.json([
+                "name": "dnnscaler", "version": Self.serverVersion,
+                "extensions": Self.advertisedExtensions(sharedMemory: sharedMemory),
+            ])
         }
         for prefix in ["/v2/models/:name", "/v2/models/:name/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context -> Response in
@@ -156,8 +159,9 @@ public struct InferenceRoutes: Sendable {
                     if let value { return value }
                     throw ServerError.badRequest("register needs '\(field)'")
                 }
-                guard let number = JSONValues.number(raw), let integer = Int(exactly: number.doubleValue), integer >= 0
-                else { throw ServerError.badRequest("register: '\(field)' must be a non-negative integer") }
+                guard let integer = JSONValues.integer(raw), integer >= 0 else {
+                    throw ServerError.badRequest("register: '\(field)' must be a non-negative integer")
+                }
                 return integer
             }
             try sharedMemory.register(
@@ -173,25 +177,21 @@ public struct InferenceRoutes: Sendable {
             try sharedMemory.unregister(name: context.parameters.require("region"))
             return Response(status: .ok)
         }
-        // CUDA shared memory: no region can exist on this CPU server, so status is empty and
-        // unregister succeeds (Triton's clients unregister both kinds when they finish).
+        // CUDA shared memory: none can exist on this CPU server (the registry answers).
         router.get("/v2/cudasharedmemory/status") { _, _ -> Response in
-            try sharedMemory.requireEnabled()
+            try sharedMemory.cudaStatus(name: nil)
             return Response.json([Any]())
         }
         router.get("/v2/cudasharedmemory/region/:region/status") { _, context -> Response in
-            try sharedMemory.requireEnabled()
-            throw ServerError.badRequest(
-                "no CUDA shared memory region named '\(try context.parameters.require("region"))' is registered")
+            try sharedMemory.cudaStatus(name: context.parameters.require("region"))
+            return Response.json([Any]())
         }
         router.post("/v2/cudasharedmemory/region/:region/register") { _, _ -> Response in
-            try sharedMemory.requireEnabled()
-            throw ServerError.badRequest(
-                "CUDA shared memory is not supported: this server runs its models on the CPU; use system shared memory")
+            try sharedMemory.cudaRegister()
         }
         for path in ["/v2/cudasharedmemory/unregister", "/v2/cudasharedmemory/region/:region/unregister"] {
             router.post(RouterPath(path)) { _, _ -> Response in
-                try sharedMemory.requireEnabled()
+                try sharedMemory.cudaUnregister()
                 return Response(status: .ok)
             }
         }
@@ -233,8 +233,7 @@ public struct InferenceRoutes: Sendable {
                 do {
                     body = try await request.body.collect(upTo: maxBodyBytes)
                 } catch {
-                    throw ServerError(
-                        status: .contentTooLarge, message: "request body exceeds the \(maxBodyBytes)-byte limit")
+                    throw ServerError.bodyTooLarge(limit: maxBodyBytes)
                 }
                 decoded = try InferCodec.decode(
                     body: body, headerLength: nil, metadata: model.runtime.metadata, arrival: arrival,

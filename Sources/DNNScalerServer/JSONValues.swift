@@ -19,4 +19,9 @@ enum JSONValues {
         guard let value, !isBoolean(value) else { return nil }
         return value as? NSNumber
     }
+
+    /// The value as a whole JSON number that fits an `Int`, or `nil` for anything else.
+    static func integer(_ value: Any?) -> Int? {
+        number(value).flatMap { Int(exactly: $0.doubleValue) }
+    }
 }

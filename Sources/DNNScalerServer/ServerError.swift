@@ -22,6 +22,10 @@ public struct ServerError: Error, Sendable, Equatable, CustomStringConvertible, 
     }
     /// 404 Not Found.
     public static func notFound(_ message: String) -> ServerError { ServerError(status: .notFound, message: message) }
+    /// 413 Content Too Large: a request body over `limit` bytes.
+    public static func bodyTooLarge(limit: Int) -> ServerError {
+        ServerError(status: .contentTooLarge, message: "request body exceeds the \(limit)-byte limit")
+    }
     /// 503 Service Unavailable.
     public static func unavailable(_ message: String) -> ServerError {
         ServerError(status: .serviceUnavailable, message: message)

@@ -193,6 +193,27 @@ public final class SharedMemoryRegistry: Sendable {
         return regions.withLock { Array($0.values) }.sorted { $0.name < $1.name }
     }
 
+    // MARK: CUDA shared memory: none can exist on this CPU server
+
+    /// A CUDA status request: nothing is registered, so naming a region is an error.
+    public func cudaStatus(name: String?) throws(ServerError) {
+        try requireEnabled()
+        if let name { throw .badRequest("no CUDA shared memory region named '\(name)' is registered") }
+    }
+
+    /// A CUDA register request: refused.
+    public func cudaRegister() throws(ServerError) -> Never {
+        try requireEnabled()
+        throw .badRequest(
+            "CUDA shared memory is not supported: this server runs its models on the CPU; use system shared memory")
+    }
+
+    /// A CUDA unregister request: nothing to do. It succeeds (when shared memory is enabled), as
+    /// Triton's clients unregister both kinds when they finish.
+    public func cudaUnregister() throws(ServerError) {
+        try requireEnabled()
+    }
+
     /// What an input or output names in its `shared_memory_*` parameters, checked against the
     /// registered regions.
     func reference(

@@ -60,7 +60,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         .with {
             $0.name = "dnnscaler"
             $0.version = InferenceRoutes.serverVersion
-            $0.extensions = InferenceRoutes.extensions + (sharedMemory.enabled ? ["system_shared_memory"] : [])
+            $0.extensions = InferenceRoutes.advertisedExtensions(sharedMemory: sharedMemory)
         }
     }
 
@@ -369,13 +369,9 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         request: Inference_CudaSharedMemoryStatusRequest, context: ServerContext
     ) async throws -> Inference_CudaSharedMemoryStatusResponse {
         do {
-            try sharedMemory.requireEnabled()
+            try sharedMemory.cudaStatus(name: request.name.isEmpty ? nil : request.name)
         } catch {
             throw Self.rpcError(error)
-        }
-        guard request.name.isEmpty else {
-            throw RPCError(
-                code: .invalidArgument, message: "no CUDA shared memory region named '\(request.name)' is registered")
         }
         return Inference_CudaSharedMemoryStatusResponse()
     }
@@ -385,14 +381,10 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         request: Inference_CudaSharedMemoryRegisterRequest, context: ServerContext
     ) async throws -> Inference_CudaSharedMemoryRegisterResponse {
         do {
-            try sharedMemory.requireEnabled()
+            try sharedMemory.cudaRegister()
         } catch {
             throw Self.rpcError(error)
         }
-        throw RPCError(
-            code: .invalidArgument,
-            message:
-                "CUDA shared memory is not supported: this server runs its models on the CPU; use system shared memory")
     }
 
     /// Nothing to unregister; answers OK, as Triton's clients unregister both kinds when they finish.
@@ -400,7 +392,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         request: Inference_CudaSharedMemoryUnregisterRequest, context: ServerContext
     ) async throws -> Inference_CudaSharedMemoryUnregisterResponse {
         do {
-            try sharedMemory.requireEnabled()
+            try sharedMemory.cudaUnregister()
         } catch {
             throw Self.rpcError(error)
         }
