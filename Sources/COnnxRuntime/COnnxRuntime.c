@@ -7,6 +7,7 @@
 #include "COnnxRuntime.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
@@ -339,4 +340,44 @@ int dns_affinity_cpu_count(void) {
     }
 #endif
     return 0;
+}
+
+int dns_affinity_cpus(int *cpus, int capacity) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) {
+        return -1;
+    }
+    int count = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && count < capacity; cpu++) {
+        if (CPU_ISSET(cpu, &set)) {
+            cpus[count++] = cpu;
+        }
+    }
+    return count;
+#else
+    (void)cpus;
+    (void)capacity;
+    return -1;
+#endif
+}
+
+int dns_set_thread_affinity(const int *cpus, int count) {
+#if defined(__linux__)
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int index = 0; index < count; index++) {
+        if (cpus[index] < 0 || cpus[index] >= CPU_SETSIZE) {
+            return EINVAL;
+        }
+        CPU_SET(cpus[index], &set);
+    }
+    // pid 0: the calling thread only; threads it creates afterwards inherit the mask.
+    return sched_setaffinity(0, sizeof(set), &set) == 0 ? 0 : errno;
+#else
+    (void)cpus;
+    (void)count;
+    return ENOSYS;
+#endif
 }

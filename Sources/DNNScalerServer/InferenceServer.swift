@@ -30,13 +30,17 @@ public struct ServerSettings: Sendable {
     public var allowClientSharedMemory: Bool
     /// Whether idle intra-op threads spin-wait for work (ONNX Runtime's default).
     public var spinning: Bool
+    /// Which CPUs compute and which serve I/O (``InferenceServer/runConcurrencyOnEventLoops(threads:pinnedTo:)``
+    /// pins the event loops; the models pin their instances).
+    public var placement: CPUPlacement
 
     /// Creates settings.
     public init(
         host: String = "0.0.0.0", httpPort: Int = 8000, grpcPort: Int = 8001, metricsPort: Int = 8002,
         repository: ModelRepository,
         models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20,
-        heapTrimIntervalSeconds: Double = 10, allowClientSharedMemory: Bool = false, spinning: Bool = false
+        heapTrimIntervalSeconds: Double = 10, allowClientSharedMemory: Bool = false, spinning: Bool = false,
+        placement: CPUPlacement = .unsplit(SystemInfo.allowedCPUs)
     ) {
         self.host = host
         self.httpPort = httpPort
@@ -49,6 +53,7 @@ public struct ServerSettings: Sendable {
         self.heapTrimIntervalSeconds = heapTrimIntervalSeconds
         self.allowClientSharedMemory = allowClientSharedMemory
         self.spinning = spinning
+        self.placement = placement
     }
 }
 
@@ -70,18 +75,25 @@ public struct InferenceServer: Sendable {
         self.logger = logger
         manager = ModelManager(
             repository: settings.repository, defaults: settings.defaults, runtime: runtime,
-            spinning: settings.spinning, logger: logger)
+            placement: settings.placement, spinning: settings.spinning, logger: logger)
         metrics = ServerMetrics()
         sharedMemory = SharedMemoryRegistry(enabled: settings.allowClientSharedMemory)
     }
 
     /// Sizes the NIO event loop group to `threads` and makes it Swift Concurrency's global
     /// executor, so that a request's handler runs on the loop that reads and writes its
-    /// connection instead of hopping to a separate thread pool and back. Call once, before the
-    /// server or anything else uses NIO's singleton group. Returns whether it took effect.
-    public static func runConcurrencyOnEventLoops(threads: Int) -> Bool {
+    /// connection instead of hopping to a separate thread pool and back; with `cpus`, each loop
+    /// is pinned to them (``CPUPlacement/io``). Call once, before the server or anything else uses
+    /// NIO's singleton group. Returns whether the executor was installed.
+    public static func runConcurrencyOnEventLoops(threads: Int, pinnedTo cpus: [Int]? = nil) async -> Bool {
         NIOSingletons.groupLoopCountSuggestion = max(1, threads)
-        return NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        let installed = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        if let cpus {
+            for loop in MultiThreadedEventLoopGroup.singleton.makeIterator() {
+                _ = try? await loop.submit { SystemInfo.pinCurrentThread(to: cpus) }.get()
+            }
+        }
+        return installed
     }
 
     /// The HTTP application (KServe v2 routes).

@@ -32,7 +32,7 @@ public final class ModelManager: Sendable {
     /// Options every model starts from, before its config file.
     public let defaults: ModelServingOptions
     private let runtime: OnnxRuntime
-    private let cores: Int
+    private let placement: CPUPlacement
     private let spinning: Bool
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
@@ -45,15 +45,16 @@ public final class ModelManager: Sendable {
     }
 
     /// Creates a manager; nothing is loaded yet.
+    /// `placement`: the CPUs the models' instances share (pinned there when it is split);
     /// `spinning`: whether idle intra-op threads of an instance with several spin-wait for work.
     public init(
         repository: ModelRepository, defaults: ModelServingOptions, runtime: OnnxRuntime,
-        cores: Int = SystemInfo.cpuCores, spinning: Bool = false, logger: Logger
+        placement: CPUPlacement = .unsplit(SystemInfo.allowedCPUs), spinning: Bool = false, logger: Logger
     ) {
         self.repository = repository
         self.defaults = defaults
         self.runtime = runtime
-        self.cores = cores
+        self.placement = placement
         self.spinning = spinning
         self.logger = logger
     }
@@ -151,15 +152,15 @@ public final class ModelManager: Sendable {
         }
         setEntry(name, Entry(state: .loading, reason: "profiling and warming up", model: nil, version: version))
         logger.info("loading model", metadata: ["model": "\(name)", "path": "\(path)"])
-        let cores = self.cores
+        let placement = self.placement
         let spinning = self.spinning
         let runtime = self.runtime
         let loadOptions = options
         do {
             let model = try await runBlocking { () throws(BackendError) -> ServedModel in
                 try ServedModel.load(
-                    name: name, version: version, path: path, options: loadOptions, runtime: runtime, cores: cores,
-                    spinning: spinning)
+                    name: name, version: version, path: path, options: loadOptions, runtime: runtime,
+                    placement: placement, spinning: spinning)
             }
             let logger = self.logger
             model.controller.startLoop { record in

@@ -32,16 +32,22 @@ public final class ServedModel: Sendable {
     public var options: ModelServingOptions { currentOptions.withLock { $0 } }
 
     /// Loads a model: backend, a quick profile (or the saved one), runtime and controller. Blocking.
-    /// `spinning`: whether idle intra-op threads spin-wait (the probe measures the same way).
+    /// `placement`: its compute CPUs are the cores the instances share (and, when split, where
+    /// the probe and the instances run); `spinning`: whether idle intra-op threads spin-wait (the
+    /// probe measures the same way).
     static func load(
         name: String, version: Int, path: String, options: ModelServingOptions, runtime ortRuntime: OnnxRuntime,
-        cores: Int, spinning: Bool
+        placement: CPUPlacement, spinning: Bool
     ) throws(BackendError) -> ServedModel {
         let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime, allowSpinning: spinning)
+        let cores = max(1, placement.compute.count)
         // A model the probe cannot run on made-up inputs is still served, with the policy's defaults.
-        let profile = try? quickProfile(backend: backend, options: options, cores: cores)
+        let profile = SystemInfo.withCurrentThread(pinnedTo: placement.pinnedCompute) {
+            try? quickProfile(backend: backend, options: options, cores: cores)
+        }
         let settings = RuntimeSettings(
-            maxQueueSize: options.maxQueueSize, maxBatchSize: options.maxBatchSize, cores: cores, sloMs: options.sloMs)
+            maxQueueSize: options.maxQueueSize, maxBatchSize: options.maxBatchSize, cores: cores, sloMs: options.sloMs,
+            computeCPUs: placement.pinnedCompute)
         let policy = makePolicy(options: options, profile: profile, metadata: backend.metadata)
         let runtime = try ModelRuntime(backend: backend, settings: settings, initial: policy.initialConfiguration)
         let controller = try ModelController(runtime: runtime, policy: policy, percentile: options.percentile)

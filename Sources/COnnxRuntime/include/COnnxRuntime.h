@@ -123,6 +123,15 @@ int dns_release_free_heap_memory(void);
 /// container cpusets count), or 0 where that cannot be read.
 int dns_affinity_cpu_count(void);
 
+/// Not ONNX Runtime: writes the CPUs the calling thread may run on, ascending, into `cpus` (at most
+/// `capacity`); returns how many, or -1 where that cannot be read.
+int dns_affinity_cpus(int *cpus, int capacity);
+
+/// Not ONNX Runtime: confines the calling thread to `cpus` (threads it creates afterwards inherit
+/// the set). Returns 0, or an errno value (EINVAL for a CPU outside the system's range or a set
+/// the process may not use, ENOSYS off Linux).
+int dns_set_thread_affinity(const int *cpus, int count);
+
 #ifdef __cplusplus
 }
 #endif

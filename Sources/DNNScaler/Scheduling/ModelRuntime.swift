@@ -27,16 +27,19 @@ public struct RuntimeSettings: Sendable, Equatable {
     /// The offered load (arrived samples over the last second times the recent cost per sample,
     /// over the instances) from which the model counts as overloaded.
     public var overloadThreshold: Double
+    /// The CPUs the instances' threads are pinned to (``CPUPlacement/pinnedCompute``); `nil`: not pinned.
+    public var computeCPUs: [Int]?
 
     /// Creates settings.
     public init(
         maxQueueSize: Int = 1024, maxBatchSize: Int = 128, cores: Int = SystemInfo.cpuCores, sloMs: Double = 100,
         admissionControl: Bool = true, responseAllowance: Double = 0.15, lateLimitFactor: Double = 2,
-        overloadThreshold: Double = 0.9
+        overloadThreshold: Double = 0.9, computeCPUs: [Int]? = nil
     ) {
         self.maxQueueSize = maxQueueSize
         self.maxBatchSize = maxBatchSize
         self.cores = cores
+        self.computeCPUs = computeCPUs
         self.sloMs = sloMs
         self.admissionControl = admissionControl
         self.responseAllowance = responseAllowance
@@ -119,7 +122,7 @@ public final class ModelRuntime: @unchecked Sendable {
         self.start = clock.now
         let initial = Self.normalized(initial, settings: settings, metadata: backend.metadata)
         configuration = initial
-        let instances = try Self.makeWarmInstances(backend: backend, count: initial.instances, cores: settings.cores)
+        let instances = try Self.makeWarmInstances(backend: backend, count: initial.instances, settings: settings)
         condition.lock()
         accepting = true
         startWorkers(instances)
@@ -300,9 +303,12 @@ public final class ModelRuntime: @unchecked Sendable {
     private func startWorkers(_ instances: [any ModelInstance]) {
         // Called with the lock held.
         let workerGeneration = generation
+        let computeCPUs = currentSettings.computeCPUs
         for instance in instances {
             liveWorkers += 1
             let thread = Thread { [self] in
+                // The worker is the first of its instance's intra-op threads: it computes too.
+                if let computeCPUs { SystemInfo.pinCurrentThread(to: computeCPUs) }
                 workerLoop(instance: instance, generation: workerGeneration)
             }
             thread.name = "dnnscaler-\(name)-g\(workerGeneration)"
@@ -551,7 +557,7 @@ public final class ModelRuntime: @unchecked Sendable {
         let target = Self.normalized(requested, settings: settings, metadata: metadata)
         let current = currentConfiguration
         if target.instances != current.instances {
-            let instances = try Self.makeWarmInstances(backend: backend, count: target.instances, cores: settings.cores)
+            let instances = try Self.makeWarmInstances(backend: backend, count: target.instances, settings: settings)
             condition.lock()
             configuration = target
             generation += 1
@@ -612,17 +618,21 @@ public final class ModelRuntime: @unchecked Sendable {
             maxBatch: metadata.supportsBatching ? settings.maxBatchSize : 1, maxInstances: max(1, settings.cores * 4))
     }
 
+    /// Builds and warms `count` instances sharing the settings' cores; their intra-op threads
+    /// start on the settings' compute CPUs, if any.
     private static func makeWarmInstances(
-        backend: any InferenceBackend, count: Int, cores: Int
+        backend: any InferenceBackend, count: Int, settings: RuntimeSettings
     ) throws(BackendError) -> [any ModelInstance] {
-        let threads = max(1, cores / max(1, count))
+        let threads = max(1, settings.cores / max(1, count))
         let warmup = (try? Profiler.sampleInputs(for: backend.metadata, batchSize: 1)) ?? [:]
-        return try (0..<count).map { (_) throws(BackendError) -> any ModelInstance in
-            let instance = try backend.makeInstance(threads: threads)
-            // Warm-up runs on made-up inputs; a model that needs particular sizes may reject them,
-            // which must not keep it from serving real requests.
-            _ = try? instance.run(warmup, outputNames: nil)
-            return instance
+        return try SystemInfo.withCurrentThread(pinnedTo: settings.computeCPUs) { () throws(BackendError) in
+            try (0..<count).map { (_) throws(BackendError) -> any ModelInstance in
+                let instance = try backend.makeInstance(threads: threads)
+                // Warm-up runs on made-up inputs; a model that needs particular sizes may reject them,
+                // which must not keep it from serving real requests.
+                _ = try? instance.run(warmup, outputNames: nil)
+                return instance
+            }
         }
     }
 
