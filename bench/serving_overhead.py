@@ -21,6 +21,11 @@ configuration run in process by `dnnscaler profile`.
     The server gets a huge SLO (600000 ms, written into a temporary copy of the repository's
     config.json, which wins over `serve --slo-ms`) so that its deadline-based admission control
     never refuses a request of the closed loop: perf_analyzer stops at the first failed request.
+    With --io-cores N the servers run `serve --io-cores N` (the front end's event loops on the last
+    N CPUs, the instances pinned to the rest) and the in-process side runs on those compute CPUs
+    only: the same compute cores on both sides, and N more for serving. For example, on 2 CPUs:
+        DNNSCALER_BENCH_SERVER_CPUS=0,1 DNNSCALER_BENCH_CLIENT_CPUS=1 \
+            bench/serving_overhead.py --io-cores 1 --configs 1x1:1:2 --models squeezenet
 
 On a 2-core machine perf_analyzer and the server share the cores: the client's CPU time is part
 of what the server-side figure pays, the in-process figure does not pay it. Run it alone.
@@ -68,6 +73,26 @@ if SERVER_CPUS and CLIENT_CPUS:
 else:
     CORES_NOTE = (f"note: {os.cpu_count()} CPU cores; perf_analyzer and the server share them, so the "
                   "client's CPU time is part of what the server-side figures pay")
+
+
+def expand_cpus(text):
+    """"0-2,4" as [0, 1, 2, 4]."""
+    cpus = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def compute_cpus(io_cores):
+    """The CPUs `serve --io-cores N` computes on (all its CPUs but the last N, as the server splits
+    them), as a taskset list; None when nothing is split off."""
+    if not io_cores:
+        return SERVER_CPUS
+    cpus = sorted(expand_cpus(SERVER_CPUS) if SERVER_CPUS else os.sched_getaffinity(0))
+    if io_cores >= len(cpus):
+        sys.exit(f"--io-cores {io_cores}: the server has only {len(cpus)} CPU(s)")
+    return ",".join(str(cpu) for cpu in cpus[:-io_cores])
 
 
 def pinned(cmd, cpus):
@@ -349,14 +374,15 @@ def describe_configuration(cfg):
 
 
 def profile_throughput(binary, model, instances, threads, batch, duration, repository=DEFAULT_REPOSITORY,
-                       spinning=False):
-    """In-process throughput; `spinning` False profiles the sessions as `serve` runs them (no spin-wait)."""
+                       spinning=False, cpus=SERVER_CPUS):
+    """In-process throughput on `cpus`; `spinning` False profiles the sessions as `serve` runs them
+    (no spin-wait)."""
     with tempfile.TemporaryDirectory(prefix="dnnscaler-profile-") as tmp:
         out = os.path.join(tmp, "profile.json")
         subprocess.run(pinned([binary, "profile", model, "--model-repository", repository, "--instances",
                                str(instances), "--threads", str(threads), "--batch-sizes", str(batch), "--duration",
                                str(duration), "--json", out, "--spinning" if spinning else "--no-spinning"],
-                              SERVER_CPUS), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                              cpus), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
         with open(out) as f:
             return json.load(f)["points"][0]["throughput"]
 
@@ -438,7 +464,9 @@ def server_throughput(args, tools, model, instances, batch, concurrency):
     try:
         with model_repository([model], args.model_repository, slo_ms=args.slo_ms) as repo, \
                 Server(args.bin, [model], args.slo_ms, policy="static", batch_size=batch, instances=instances,
-                       repository=repo, extra=["--allow-client-shm"] if args.shared_memory else []) as server:
+                       repository=repo,
+                       extra=(["--allow-client-shm"] if args.shared_memory else [])
+                       + (["--io-cores", str(args.io_cores)] if args.io_cores else [])) as server:
             cfg = server.configuration(model)
             for name, extra in transports.items():
                 base = (["--concurrency-range", str(concurrency), "-p", args.window_ms, "--max-trials", args.max_trials]
@@ -498,7 +526,8 @@ def throughput_comparison(args, tools):
                     else:
                         try:
                             inproc.append(profile_throughput(args.bin, model, instances, threads, batch, args.duration,
-                                                             args.model_repository, spinning=args.inprocess_spinning))
+                                                             args.model_repository, spinning=args.inprocess_spinning,
+                                                             cpus=compute_cpus(args.io_cores)))
                         except subprocess.CalledProcessError as exc:
                             inproc.append(None)
                             notes.append(f"profile failed: exit {exc.returncode}")
@@ -545,6 +574,10 @@ def main():
     parser.add_argument("--inprocess-spinning", action="store_true",
                         help="profile in process with ONNX Runtime's spin-waiting threads (its default) instead of "
                              "the session options `serve` uses (no spinning); matters for instances with several threads")
+    parser.add_argument("--io-cores", type=int, default=0,
+                        help="start the servers of (b) with `serve --io-cores N` and run the in-process side on "
+                             "their compute CPUs only (all but the last N of DNNSCALER_BENCH_SERVER_CPUS, or of this "
+                             "process's CPUs): the same compute cores, plus N for the front end (default 0)")
     parser.add_argument("--no-shared-memory", dest="shared_memory", action="store_false",
                         help="measure tensors in the HTTP body only, not also in system shared memory")
     parser.add_argument("--skip-latency", action="store_true", help="skip (a)")
@@ -568,9 +601,13 @@ def main():
     latency_args.window_ms = args.latency_window_ms
 
     print(CORES_NOTE, flush=True)
+    if args.io_cores:
+        print(f"note: (b) servers run with --io-cores {args.io_cores}; in process on CPUs {compute_cpus(args.io_cores)}",
+              flush=True)
     started = time.monotonic()
     result = {"date": datetime.datetime.now().isoformat(), "cpu_count": os.cpu_count(), "repeats": args.repeats,
-              "window_ms": args.window_ms, "duration_s": args.duration, "quick": args.quick}
+              "window_ms": args.window_ms, "duration_s": args.duration, "quick": args.quick,
+              "io_cores": args.io_cores, "server_cpus": SERVER_CPUS, "client_cpus": CLIENT_CPUS}
     if not args.skip_latency:
         result["latency"] = latency_floor(latency_args, tools)
     if not args.skip_throughput:

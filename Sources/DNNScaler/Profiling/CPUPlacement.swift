@@ -61,6 +61,7 @@ public struct CPUPlacement: Sendable, Equatable, CustomStringConvertible {
 public struct CPUPlacementError: Error, Sendable, CustomStringConvertible {
     /// What is wrong, for the user.
     public var message: String
+    /// The message.
     public var description: String { message }
 }
 
