@@ -4,6 +4,8 @@
 # runs the benchmarks with the server and the load generators on separate CPUs.
 #
 #   bench/device_run.sh overhead     # serving_overhead.py: server on CPUs 0-1, perf_analyzer on 2-5 (~4 min)
+#   bench/device_run.sh overhead-io  # the same with `serve --io-cores 1`: server on CPUs 0-2 (compute 0-1,
+#                                    # event loops on 2), in process on 0-1, perf_analyzer on 3-6 (~4 min)
 #   bench/device_run.sh capacity     # pinned_capacity.py: lanes of 2 server CPUs + 1 client CPU (~6-9 min)
 #
 # Results go to $OUT (the device tool's output folder) or bench/results/device/. Standard library
@@ -28,12 +30,17 @@ case "$WHAT" in
       python3 bench/serving_overhead.py --repeats 2 --window-ms 2000 --latency-window-ms 2000 --duration 3 \
       --json "$DEST/overhead.json" 2>&1 | tee "$DEST/overhead.txt"
     ;;
+  overhead-io)
+    DNNSCALER_BENCH_SERVER_CPUS=0-2 DNNSCALER_BENCH_CLIENT_CPUS=3-6 \
+      python3 bench/serving_overhead.py --io-cores 1 --skip-latency --repeats 2 --window-ms 2000 --duration 3 \
+      --json "$DEST/overhead-io.json" 2>&1 | tee "$DEST/overhead-io.txt"
+    ;;
   capacity)
     python3 bench/pinned_capacity.py --models squeezenet,resnet50 --repeats 2 --json "$DEST/capacity.json" 2>&1 \
       | tee "$DEST/capacity.txt"
     ;;
   *)
-    echo "device_run: say overhead or capacity" >&2
+    echo "device_run: say overhead, overhead-io or capacity" >&2
     exit 2
     ;;
 esac

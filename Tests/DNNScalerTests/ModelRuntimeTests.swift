@@ -78,6 +78,41 @@ import Testing
         }
     }
 
+    /// Threads of this process confined to exactly `cpus` (/proc/self/task/*/status).
+    static func threadsPinned(to cpus: [Int]) -> Int {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.filter { CPUPlacementTests.threadAllowedCPUs(statusPath: "/proc/self/task/\($0)/status") == cpus }
+            .count
+    }
+
+    /// With compute CPUs, every instance's threads (its worker and ONNX Runtime's intra-op pool)
+    /// are confined to them, also after a reconfiguration; outputs stay right.
+    @Test func instancesArePinnedToTheComputeCPUs() async throws {
+        let allowed = SystemInfo.allowedCPUs
+        // The first CPU (CPUPlacementTests pins to the last one); on one CPU every thread is on it.
+        let compute = try #require(allowed.first)
+        let runtime = try ModelRuntime(
+            backend: try TestSupport.model("linear_hand"),
+            settings: RuntimeSettings(maxBatchSize: 8, cores: 2, computeCPUs: [compute]),
+            initial: ServingConfiguration(batchLimit: 1, instances: 1))
+        defer { runtime.drainAndStop() }
+        for index in 0..<4 {
+            let (request, expected) = try Self.linearRequest(index)
+            #expect(try await runtime.infer(request).outputs[0].tensor.values(as: Float.self) == expected)
+        }
+        if allowed.count > 1 {
+            // 1 instance x 2 threads: the worker and one pool thread.
+            #expect(Self.threadsPinned(to: [compute]) >= 2)
+        }
+        try runtime.apply(ServingConfiguration(batchLimit: 1, instances: 2))
+        let (request, expected) = try Self.linearRequest(9)
+        #expect(try await runtime.infer(request).outputs[0].tensor.values(as: Float.self) == expected)
+        if allowed.count > 1 {
+            // The two new workers (1 thread each), besides the old ones still winding down.
+            #expect(Self.threadsPinned(to: [compute]) >= 2)
+        }
+    }
+
     @Test func invalidRequestsFailAloneAndAreCounted() async throws {
         let runtime = try Self.runtime("linear_hand")
         defer { runtime.drainAndStop() }

@@ -87,9 +87,14 @@ URL="127.0.0.1:$HTTP_PORT"
 GRPC_URL="127.0.0.1:$GRPC_PORT"
 
 # --- start the server -----------------------------------------------------------------------
-say "starting $BIN on http $HTTP_PORT, grpc $GRPC_PORT, metrics $METRICS_PORT (models $MODELS)"
+# With 2 or more CPUs the server splits them (--io-cores 1: event loops on the last CPU, the
+# instances pinned to the others), so every check below also runs against that placement.
+IO_ARGS=()
+[ "$(nproc)" -ge 2 ] && IO_ARGS=(--io-cores 1)
+say "starting $BIN on http $HTTP_PORT, grpc $GRPC_PORT, metrics $METRICS_PORT (models $MODELS) ${IO_ARGS[*]}"
 "$BIN" serve --model-repository "$REPO" --models "$MODELS" --host 127.0.0.1 \
-  --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --slo-ms 50 --allow-client-shm >"$LOG" 2>&1 &
+  --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --slo-ms 50 --allow-client-shm \
+  "${IO_ARGS[@]}" >"$LOG" 2>&1 &
 SERVER_PID=$!
 
 start=$SECONDS
@@ -110,6 +115,39 @@ while [ $((SECONDS - start)) -lt "$READY_TIMEOUT" ]; do
 done
 [ "$ready" = yes ] || abort "server not ready within ${READY_TIMEOUT}s"
 pass "server ready after $((SECONDS - start))s"
+
+# --- CPU placement (--io-cores 1): threads on the I/O CPU alone, and on the compute CPUs alone --
+if [ "${#IO_ARGS[@]}" -gt 0 ]; then
+  if placement="$("$CLIENT_VENV/bin/python" - "$SERVER_PID" "$MODELS" <<'PY'
+import os, sys
+pid, models = sys.argv[1], sys.argv[2].split(",")
+cpus = sorted(os.sched_getaffinity(0))
+io, compute = cpus[-1:], cpus[:-1]
+def allowed(task):
+    for line in open(f"/proc/{pid}/task/{task}/status"):
+        if line.startswith("Cpus_allowed_list:"):
+            out = []
+            for part in line.split(":", 1)[1].strip().split(","):
+                a, _, b = part.partition("-")
+                out += range(int(a), int(b or a) + 1)
+            return out
+sets = [allowed(t) for t in os.listdir(f"/proc/{pid}/task")]
+on_io, on_compute = sets.count(io), sets.count(compute)
+print(f"{on_io} thread(s) on I/O CPUs {io}, {on_compute} on compute CPUs {compute}")
+# Each model has at least one instance, whose worker is pinned to the compute CPUs.
+sys.exit(0 if on_io >= 1 and on_compute >= len(models) else 1)
+PY
+)"; then
+    pass "--io-cores 1: $placement"
+  else
+    fail "--io-cores 1: threads not placed as asked ($placement)"
+  fi
+  if grep -q "cpus=compute" "$LOG"; then
+    pass "placement logged: $(grep -o 'cpus=compute [^=]*io [0-9,-]*' "$LOG" | head -n 1)"
+  else
+    fail "the server log does not say its CPU placement"
+  fi
+fi
 
 # --- perf_analyzer --------------------------------------------------------------------------
 # Lenient stability (-s 100): on 2 shared cores the windows vary; this checks the protocol,
