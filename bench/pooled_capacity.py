@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Capacity at the SLO from pooled, interleaved trials: a comparison that a noisy machine does not decide.
+
+`capacity.py` finds each configuration's highest sustained rate with one bisection per run, each
+step judged by one trial's tail; on this 2-core VM the same static configuration moved 1.4-2.5x
+between runs, more than the differences being measured. Here every configuration gets its own
+server, all started at once and kept for the whole model; then, round after round, every rate of a
+fixed ladder (ascending) is offered to every configuration in turn (the order rotates each time),
+so slow and fast stretches of the machine fall on all configurations alike. Each trial is
+`dnnscaler bench --rate R` (open-loop Poisson, latency from the scheduled send time, failures
+counted as misses). The trials of one configuration at one rate are pooled: attainment = requests
+within the SLO / all requests, over every round. A configuration sustains a rate when its pooled
+attainment there, and at every lower rate of the ladder, is at least the percentile (0.99 for p99);
+its capacity is the highest such rate. Prints the pooled attainment table, each capacity and
+`policy / best static` (the issue's target: >= 0.95). Policies keep their state between trials, so
+every step up or down the ladder is also a load change they must follow within the warm-up.
+
+    python3 bench/pooled_capacity.py --models squeezenet --rounds 3 --json bench/results/pooled.json
+    DNNSCALER_BENCH_SERVER_CPUS=0 DNNSCALER_BENCH_CLIENT_CPUS=1 python3 bench/pooled_capacity.py
+
+Standard library only; needs the release build (or --bin / $DNNSCALER_BIN).
+"""
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from capacity import DEFAULT_SLO  # noqa: E402
+from serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,  # noqa: E402
+                              model_repository, pinned)
+
+# Rate ladders (requests/s) for a server on one CPU; --rates replaces them.
+DEFAULT_RATES = {"squeezenet": [8, 10, 12, 15, 18, 22, 27, 33], "resnet50": [3, 4, 5, 6, 7, 8.5, 10, 12]}
+
+
+def trial(binary, server, model, rate, slo_ms, args, seed):
+    """One open-loop trial: (requests, requests within the SLO, p99 ms, throughput)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = out.name
+    cmd = pinned([binary, "bench", "--url", server.base, "--model", model, "--rate", str(rate),
+                  "--duration", str(args.duration), "--warmup", str(args.warmup), "--slo-ms", str(slo_ms),
+                  "--percentile", str(args.percentile), "--seed", str(seed), "--quiet", "--json", path], CLIENT_CPUS)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    try:
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        with open(path) as f:
+            summary = json.load(f)["summary"]
+    finally:
+        os.unlink(path)
+    requests = summary["requests"]
+    return requests, round(summary["slo_attainment"] * requests), summary["p99_ms"], summary["throughput"]
+
+
+def capacity(ladder, pooled, target):
+    """The highest rate of the ladder whose pooled attainment, and every lower rate's, reaches `target`."""
+    best = 0.0
+    for rate in ladder:
+        requests, within = pooled.get(rate, (0, 0))
+        if requests == 0 or within / requests < target:
+            break
+        best = rate
+    return best
+
+
+def parse_configurations(text):
+    """"dnnscaler,joint,1x1,2x1" as (name, policy, instances, batch) tuples (statics INSTANCESxBATCH)."""
+    configurations = []
+    for spec in (s for s in text.split(",") if s):
+        if "x" in spec:
+            instances, batch = spec.split("x")
+            configurations.append((f"static {instances}x b{batch}", "static", int(instances), int(batch)))
+        else:
+            configurations.append((spec, spec, None, None))
+    return configurations
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="squeezenet,resnet50")
+    parser.add_argument("--slo-ms", type=float, default=None, help="one SLO for every model (default per model: "
+                        + ", ".join(f"{m} {s:g}" for m, s in DEFAULT_SLO.items()) + ")")
+    parser.add_argument("--percentile", type=float, default=99.0)
+    parser.add_argument("--configs", default="dnnscaler,joint,1x1,2x1,1x2",
+                        help="policies and INSTANCESxBATCH statics (default dnnscaler,joint,1x1,2x1,1x2)")
+    parser.add_argument("--rates", action="append", default=[],
+                        help="MODEL=R1,R2,... a model's rate ladder (repeatable; defaults: "
+                             + "; ".join(f"{m} {','.join(f'{r:g}' for r in v)}" for m, v in DEFAULT_RATES.items())
+                             + ")")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per trial (default 8)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default 3)")
+    parser.add_argument("--bin", default=DEFAULT_BIN)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+
+    ladders = dict(DEFAULT_RATES)
+    for spec in args.rates:
+        model, _, rates = spec.partition("=")
+        ladders[model] = sorted(float(r) for r in rates.split(","))
+    configurations = parse_configurations(args.configs)
+    target = args.percentile / 100
+    log(CORES_NOTE)
+    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "args": vars(args), "note": CORES_NOTE, "models": {}}
+    seed = 1
+    for model in args.models.split(","):
+        slo = args.slo_ms or DEFAULT_SLO.get(model, 100.0)
+        ladder = ladders.get(model)
+        if not ladder:
+            sys.exit(f"no rate ladder for {model}: give --rates {model}=R1,R2,...")
+        trials = []
+        with model_repository([model], slo_ms=slo) as repository, contextlib.ExitStack() as stack:
+            servers = {}
+            for name, policy, instances, batch in configurations:
+                servers[name] = stack.enter_context(
+                    Server(args.bin, [model], slo, policy=policy, batch_size=batch, instances=instances,
+                           repository=repository))
+            log(f"{model}, SLO {slo:g} ms p{args.percentile:g}: {len(servers)} servers ready; ladder "
+                + " ".join(f"{r:g}" for r in ladder))
+            for round_index in range(args.rounds):
+                for rate_index, rate in enumerate(ladder):
+                    shift = (round_index + rate_index) % len(configurations)
+                    for name, _, _, _ in configurations[shift:] + configurations[:shift]:
+                        server = servers[name]
+                        requests, within, p99, throughput = trial(args.bin, server, model, rate, slo, args, seed)
+                        seed += 1
+                        final = describe_configuration(server.configuration(model))
+                        trials.append({"config": name, "round": round_index, "rate": rate, "requests": requests,
+                                       "within_slo": within, "p99_ms": p99, "throughput": throughput,
+                                       "server_configuration": final})
+                        log(f"  round {round_index + 1} rate {rate:g}/s {name:14s} p99 {p99:7.1f} ms, "
+                            f"{within}/{requests} within, at {final}")
+        pooled = {}
+        for t in trials:
+            requests, within = pooled.setdefault(t["config"], {}).get(t["rate"], (0, 0))
+            pooled[t["config"]][t["rate"]] = (requests + t["requests"], within + t["within_slo"])
+        capacities = {name: capacity(ladder, pooled.get(name, {}), target) for name, _, _, _ in configurations}
+        statics = {n: c for n, c in capacities.items() if n.startswith("static")}
+        best = max(statics, key=statics.get) if statics else None
+        print(f"\n{model}, SLO {slo:g} ms p{args.percentile:g}: pooled attainment over {args.rounds} rounds "
+              f"(requests within the SLO / all), capacity = highest rate passing with every lower one", flush=True)
+        print(f"  {'rate/s':<14}" + "".join(f"{r:>8g}" for r in ladder) + f"{'capacity':>10}", flush=True)
+        for name, _, _, _ in configurations:
+            cells = []
+            for rate in ladder:
+                requests, within = pooled.get(name, {}).get(rate, (0, 0))
+                cells.append(f"{within / requests:8.3f}" if requests else f"{'-':>8}")
+            ratio = (f"  {capacities[name] / statics[best]:.3f} of best static ({best})"
+                     if best and statics[best] > 0 and not name.startswith("static") else "")
+            print(f"  {name:<14}" + "".join(cells) + f"{capacities[name]:>10g}{ratio}", flush=True)
+        report["models"][model] = {
+            "slo_ms": slo, "ladder": ladder, "trials": trials, "capacities": capacities, "best_static": best,
+            "pooled": {n: {str(r): v for r, v in rates.items()} for n, rates in pooled.items()},
+            "ratios": {n: capacities[n] / statics[best] for n in capacities
+                       if best and statics[best] > 0 and not n.startswith("static")}}
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {args.json}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
