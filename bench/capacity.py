@@ -46,12 +46,17 @@ def sweep(binary, server, model, slo_ms, args):
     return result
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser):
+    """--models, --slo-ms and --percentile, as the capacity benchmarks take them."""
     parser.add_argument("--models", default="squeezenet,resnet50")
     parser.add_argument("--slo-ms", type=float, default=None, help="SLO for every model (default per model: "
                         + ", ".join(f"{m} {s:g}" for m, s in DEFAULT_SLO.items()) + ")")
     parser.add_argument("--percentile", type=float, default=99.0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
     parser.add_argument("--policies", default="dnnscaler,joint")
     parser.add_argument("--statics", default="1x1,2x1,1x2,1x4,2x2", help="INSTANCESxBATCH static configurations")
     parser.add_argument("--repeats", type=int, default=3)

@@ -30,9 +30,9 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from capacity import DEFAULT_SLO  # noqa: E402
+from capacity import DEFAULT_SLO, add_model_arguments  # noqa: E402
 from serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,  # noqa: E402
-                              model_repository, pinned)
+                              model_repository, pinned, write_json)
 
 # Rate ladders (requests/s) for a server on one CPU; --rates replaces them.
 DEFAULT_RATES = {"squeezenet": [8, 10, 12, 15, 18, 22, 27, 33], "resnet50": [3, 4, 5, 6, 7, 8.5, 10, 12]}
@@ -82,10 +82,7 @@ def parse_configurations(text):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="squeezenet,resnet50")
-    parser.add_argument("--slo-ms", type=float, default=None, help="one SLO for every model (default per model: "
-                        + ", ".join(f"{m} {s:g}" for m, s in DEFAULT_SLO.items()) + ")")
-    parser.add_argument("--percentile", type=float, default=99.0)
+    add_model_arguments(parser)
     parser.add_argument("--configs", default="dnnscaler,joint,1x1,2x1,1x2",
                         help="policies and INSTANCESxBATCH statics (default dnnscaler,joint,1x1,2x1,1x2)")
     parser.add_argument("--rates", action="append", default=[],
@@ -159,10 +156,7 @@ def main():
             "ratios": {n: capacities[n] / statics[best] for n in capacities
                        if best and statics[best] > 0 and not n.startswith("static")}}
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.json}", flush=True)
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

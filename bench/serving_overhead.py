@@ -100,6 +100,14 @@ def pinned(cmd, cpus):
     return ["taskset", "-c", cpus] + list(cmd) if cpus else list(cmd)
 
 
+def write_json(path, data):
+    """Writes `data` to `path` (its folder made if needed) and says so."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+    print(f"wrote {path}", flush=True)
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -614,10 +622,7 @@ def main():
         result["throughput"] = throughput_comparison(args, tools)
     print(f"({time.monotonic() - started:.0f} s; {CORES_NOTE})", flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
-        print(f"wrote {args.json}", flush=True)
+        write_json(args.json, result)
 
 
 if __name__ == "__main__":
