@@ -78,7 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "CPUs kept for the front end's event loops: the last N of the CPUs this process may use; the models' instances are pinned to the rest and share them. 0 (the default): every thread may run on every CPU. With 1, squeezenet served from one compute CPU went from 0.88-0.92 to 0.97-1.01 of its in-process throughput (docs/serving.md).",
+            "CPUs kept for the front end's event loops: the last N of the CPUs this process may use; the models' instances are pinned to the rest and share them. 0 (the default): every thread may run on every CPU. With 1, squeezenet served from one compute CPU went from 0.88 to 1.03 of its in-process throughput (bench/README.md).",
             valueName: "N"))
     var ioCores = 0
 

@@ -6,7 +6,7 @@ import Foundation
 ///
 /// Unsplit (the default), every thread may run on every CPU the process may use, and the front
 /// end's work preempts inference on whichever core it lands: on one core, squeezenet served at
-/// 0.88-0.92 of its in-process throughput. Split, inference keeps its cores to itself (0.97-1.01
+/// 0.88 of its in-process throughput. Split, inference keeps its cores to itself (1.03 of in process
 /// with the event loop on a core of its own), at the price of the cores given to I/O.
 public struct CPUPlacement: Sendable, Equatable, CustomStringConvertible {
     /// CPUs for the model instances (their count is the cores the instances share).
