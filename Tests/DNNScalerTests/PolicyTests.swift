@@ -123,11 +123,7 @@ import Testing
         let warming = policy.decide(Self.observation(time: 2, tail: 5, current: current))
         #expect(warming.configuration.instances == 2)
         #expect(warming.reason.contains("warming"))
-        // One window above the SLO: wait for the next to agree.
-        let first = policy.decide(Self.observation(time: 4.5, tail: 150, current: current))
-        #expect(first.configuration.instances == 2)
-        #expect(first.reason.contains("if the next window agrees"))
-        current = policy.decide(Self.observation(time: 5, tail: 150, current: current)).configuration
+        current = policy.decide(Self.observation(time: 4.5, tail: 150, current: current)).configuration
         #expect(current.instances == 1)
         // After the removal the tail settles at 40; below the band again, but within 15% of the
         // reference: hold instead of adding the instance back (no oscillation).
@@ -157,20 +153,7 @@ import Testing
         #expect(halfWaiting.configuration.instances == 2)
         let executing = policy.decide(
             Observation(time: 3, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 30))
-        #expect(executing.configuration.instances == 2)
-        let again = policy.decide(
-            Observation(time: 4, tailLatencyMs: 45, completed: 200, sloMs: 30, current: two, serviceTailMs: 30))
-        #expect(again.configuration.instances == 1)
-        // A spike alone does not remove: above the SLO once, then within it, then above once more.
-        var spiky = DNNScalerPolicy(
-            context: PolicyContext(
-                profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 2, sloMs: 30))
-        for (time, tail) in [(1.0, 45.0), (2, 28), (3, 45), (4, 28), (5, 45)] {
-            let decision = spiky.decide(
-                Observation(time: time, tailLatencyMs: tail, completed: 200, sloMs: 30, current: two, serviceTailMs: 30)
-            )
-            #expect(decision.configuration.instances == 2)
-        }
+        #expect(executing.configuration.instances == 1)
     }
 
     @Test func multiTenancyUndoesARemovalThatMadeTheTailWorseAndRestsRemovals() {
@@ -178,7 +161,6 @@ import Testing
             context: PolicyContext(
                 profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 2, sloMs: 30))
         var current = ServingConfiguration(batchLimit: 1, instances: 2)
-        current = policy.decide(Self.observation(time: 0, tail: 35, slo: 30, current: current)).configuration
         current = policy.decide(Self.observation(time: 1, tail: 35, slo: 30, current: current)).configuration
         #expect(current.instances == 1)
         // One instance fewer made it worse: queueing, not execution time. Back to 2.
@@ -190,8 +172,7 @@ import Testing
         let rest = policy.decide(Self.observation(time: 6, tail: 35, slo: 30, current: current))
         #expect(rest.configuration.instances == 2)
         #expect(rest.reason.contains("made it worse"))
-        // After 30 s removals come back (two windows in a row); a removal that helps stays.
-        current = policy.decide(Self.observation(time: 39, tail: 35, slo: 30, current: current)).configuration
+        // After 30 s removals come back; a removal that helps stays.
         current = policy.decide(Self.observation(time: 40, tail: 35, slo: 30, current: current)).configuration
         #expect(current.instances == 1)
         current = policy.decide(Self.observation(time: 41, tail: 25, slo: 30, current: current)).configuration

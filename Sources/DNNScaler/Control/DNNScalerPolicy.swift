@@ -21,7 +21,6 @@
 ///   network load), the paper's rule decides alone from then on, starting from the paper's count;
 /// - no instance is removed while the batch execution time (same percentile) is within half the
 ///   tail: the tail above the SLO is then mostly waiting, which one instance fewer only lengthens;
-/// - a removal needs two windows in a row that call for it (one may be a stall of the machine's);
 /// - a removal after which the tail is above the SLO and worse than before is undone (the tail came
 ///   from queueing or noise, not from execution time), and removals rest for 30 s.
 public struct DNNScalerPolicy: ScalingPolicy {
@@ -77,8 +76,6 @@ public struct DNNScalerPolicy: ScalingPolicy {
     private var removalsAfter = 0.0
     /// Seconds removals rest after an undone one.
     public let removalCooldownSeconds = 30.0
-    /// Whether the last decision saw a window that called for a removal, which this one must confirm.
-    private var removalPending = false
 
     /// Creates the policy from the profile in `context` (batching when there is none).
     public init(context: PolicyContext) {
@@ -203,8 +200,6 @@ public struct DNNScalerPolicy: ScalingPolicy {
             return Decision(configuration: next, reason: "no completed requests: hold")
         }
         let tailText = ClipperAIMDPolicy.ms(tail)
-        let confirmsRemoval = removalPending
-        removalPending = false
         if awaitingHoldReference {
             holdAround = tail
             awaitingHoldReference = false
@@ -259,15 +254,6 @@ public struct DNNScalerPolicy: ScalingPolicy {
                     reason:
                         "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))): "
                         + "hold")
-            }
-            guard confirmsRemoval else {
-                // Beyond the paper: one window over the SLO may be a stall of the machine's (on 2
-                // shared cores, a single window removed an instance three times in 21 trials, and one
-                // such excursion failed a rate); remove when the next window agrees.
-                removalPending = true
-                return Decision(
-                    configuration: next,
-                    reason: "tail \(tailText) above SLO: remove an instance if the next window agrees")
             }
             lastRemoval = (next.instances, tail)
             next.instances -= 1
