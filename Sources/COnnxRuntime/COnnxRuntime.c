@@ -331,17 +331,6 @@ int dns_release_free_heap_memory(void) {
 #endif
 }
 
-int dns_affinity_cpu_count(void) {
-#if defined(__linux__)
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-        return CPU_COUNT(&set);
-    }
-#endif
-    return 0;
-}
-
 int dns_affinity_cpus(int *cpus, int capacity) {
 #if defined(__linux__)
     cpu_set_t set;

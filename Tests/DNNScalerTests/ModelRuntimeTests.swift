@@ -81,7 +81,7 @@ import Testing
     /// Threads of this process confined to exactly `cpus` (/proc/self/task/*/status).
     static func threadsPinned(to cpus: [Int]) -> Int {
         let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
-        return tasks.filter { CPUPlacementTests.threadAllowedCPUs(statusPath: "/proc/self/task/\($0)/status") == cpus }
+        return tasks.filter { SystemInfoTests.allowedCPUsFromProc(statusPath: "/proc/self/task/\($0)/status") == cpus }
             .count
     }
 

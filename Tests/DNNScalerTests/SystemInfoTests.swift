@@ -5,32 +5,9 @@ import Testing
 @testable import DNNScaler
 
 @Suite struct SystemInfoTests {
-    /// The CPUs in /proc/self/status's `Cpus_allowed_list` (such as `0-3,8`), or nil off Linux.
-    static func allowedCPUsFromProc() -> Int? {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else {
-            return nil
-        }
-        let list = line.dropFirst("Cpus_allowed_list:".count).trimmingCharacters(in: .whitespaces)
-        var count = 0
-        for range in list.split(separator: ",") {
-            let bounds = range.split(separator: "-").compactMap { Int($0) }
-            count += bounds.count == 2 ? bounds[1] - bounds[0] + 1 : 1
-        }
-        return count
-    }
-
-    @Test func coresAreTheCPUsTheAffinityMaskAllows() throws {
-        let allowed = try #require(Self.allowedCPUsFromProc())
-        #expect(SystemInfo.cpuCores == min(allowed, ProcessInfo.processInfo.activeProcessorCount))
-        #expect(SystemInfo.deviceDescription.hasPrefix("cpu: \(SystemInfo.cpuCores) x "))
-    }
-}
-
-/// CPU placement: the split `serve --io-cores` makes, and pinning threads for real.
-@Suite struct CPUPlacementTests {
-    /// The calling thread's allowed CPUs as /proc/thread-self/status lists them, expanded.
-    static func threadAllowedCPUs(statusPath: String = "/proc/thread-self/status") -> [Int]? {
+    /// A thread's allowed CPUs as /proc lists them (`Cpus_allowed_list`, such as `0-3,8`),
+    /// expanded; the calling thread's by default. `nil` off Linux.
+    static func allowedCPUsFromProc(statusPath: String = "/proc/thread-self/status") -> [Int]? {
         guard let text = try? String(contentsOfFile: statusPath, encoding: .utf8),
             let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") })
         else { return nil }
@@ -44,6 +21,15 @@ import Testing
         return cpus
     }
 
+    @Test func coresAreTheCPUsTheAffinityMaskAllows() throws {
+        let allowed = try #require(Self.allowedCPUsFromProc()).count
+        #expect(SystemInfo.cpuCores == min(allowed, ProcessInfo.processInfo.activeProcessorCount))
+        #expect(SystemInfo.deviceDescription.hasPrefix("cpu: \(SystemInfo.cpuCores) x "))
+    }
+}
+
+/// CPU placement: the split `serve --io-cores` makes, and pinning threads for real.
+@Suite struct CPUPlacementTests {
     @Test func theLastCPUsGoToIOAndTheRestCompute() throws {
         let placement = try CPUPlacement.split(allowed: [0, 1, 2, 3, 6, 7], ioCores: 2)
         #expect(placement.compute == [0, 1, 2, 3])
@@ -78,7 +64,7 @@ import Testing
     }
 
     @Test func allowedCPUsAreTheAffinityMask() throws {
-        let fromProc = try #require(Self.threadAllowedCPUs())
+        let fromProc = try #require(SystemInfoTests.allowedCPUsFromProc())
         #expect(SystemInfo.allowedCPUs == fromProc)
     }
 
@@ -94,13 +80,13 @@ import Testing
                 let inside = SystemInfo.withCurrentThread(pinnedTo: [last]) { () -> [Int]? in
                     let finished = DispatchSemaphore(value: 0)
                     Thread {
-                        child.withLock { $0 = Self.threadAllowedCPUs() }
+                        child.withLock { $0 = SystemInfoTests.allowedCPUsFromProc() }
                         finished.signal()
                     }.start()
                     finished.wait()
-                    return Self.threadAllowedCPUs()
+                    return SystemInfoTests.allowedCPUsFromProc()
                 }
-                continuation.resume(returning: (inside, child.withLock { $0 }, Self.threadAllowedCPUs()))
+                continuation.resume(returning: (inside, child.withLock { $0 }, SystemInfoTests.allowedCPUsFromProc()))
             }
             thread.start()
         }

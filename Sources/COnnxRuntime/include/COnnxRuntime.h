@@ -119,10 +119,6 @@ void dns_ort_release_value(OrtValue *value);
 /// Returns 1 when memory was released, 0 when none was or the C library has no such call.
 int dns_release_free_heap_memory(void);
 
-/// Not ONNX Runtime: how many CPUs this process may run on (`sched_getaffinity`, so `taskset` and
-/// container cpusets count), or 0 where that cannot be read.
-int dns_affinity_cpu_count(void);
-
 /// Not ONNX Runtime: writes the CPUs the calling thread may run on, ascending, into `cpus` (at most
 /// `capacity`); returns how many, or -1 where that cannot be read.
 int dns_affinity_cpus(int *cpus, int capacity);

@@ -6,9 +6,7 @@ public enum SystemInfo {
     /// Cores this process may use: its CPU affinity mask (so `taskset -c 0,1` or a container's
     /// cpuset gives 2 on a 16-core host), or the active processor count where the mask is unknown.
     public static var cpuCores: Int {
-        let allowed = Int(dns_affinity_cpu_count())
-        let active = ProcessInfo.processInfo.activeProcessorCount
-        return max(1, allowed > 0 ? min(allowed, active) : active)
+        max(1, min(allowedCPUs.count, ProcessInfo.processInfo.activeProcessorCount))
     }
 
     /// The CPU model from /proc/cpuinfo, e.g. `AMD EPYC 9B14`; `unknown CPU` elsewhere.
