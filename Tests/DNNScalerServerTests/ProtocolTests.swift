@@ -175,40 +175,40 @@ import Testing
             try await expectError(
                 infer, body: try input(["data": [1, 2, 3]]), headers: [ServerTestSupport.headerLength: "abc"],
                 status: .badRequest, containing: "must be an integer")
+            // A binary request: `header` (the JSON part), then `padding` zero bytes of tensor data,
+            // with Inference-Header-Content-Length saying the header's length unless `headerLength` does.
+            func expectBinaryError(
+                _ header: ByteBuffer, padding: Int, headerLength: String? = nil, status: HTTPResponse.Status,
+                containing text: String
+            ) async throws {
+                var body = header
+                body.writeBytes([UInt8](repeating: 0, count: padding))
+                try await expectError(
+                    infer, body: body,
+                    headers: [ServerTestSupport.headerLength: headerLength ?? String(header.readableBytes)],
+                    status: status, containing: text)
+            }
             // Binary data shorter than declared, and bytes no input claims.
-            let header = try JSONSerialization.data(withJSONObject: [
-                "inputs": [["name": "x", "datatype": "FP32", "shape": [1, 3], "parameters": ["binary_data_size": 12]]]
-            ])
-            var truncated = ByteBuffer(bytes: header)
-            truncated.writeBytes([UInt8](repeating: 0, count: 8))
-            try await expectError(
-                infer, body: truncated, headers: [ServerTestSupport.headerLength: String(header.count)],
-                status: .badRequest, containing: "short of its binary data")
-            var extra = ByteBuffer(bytes: header)
-            extra.writeBytes([UInt8](repeating: 0, count: 20))
-            try await expectError(
-                infer, body: extra, headers: [ServerTestSupport.headerLength: String(header.count)],
-                status: .badRequest, containing: "no input claims")
+            let header = ByteBuffer(
+                bytes: try JSONSerialization.data(withJSONObject: [
+                    "inputs": [
+                        ["name": "x", "datatype": "FP32", "shape": [1, 3], "parameters": ["binary_data_size": 12]]
+                    ]
+                ]))
+            try await expectBinaryError(header, padding: 8, status: .badRequest, containing: "short of its binary data")
+            try await expectBinaryError(header, padding: 20, status: .badRequest, containing: "no input claims")
             try await expectError(
                 infer, body: ByteBuffer(bytes: [UInt8](repeating: 0x20, count: 5000)), status: .contentTooLarge,
                 containing: "4096-byte limit")
             // Binary bodies are decoded as they arrive: a bad header is refused before the tensor bytes
             // are read (they are drained, and the connection serves the next request), and a body
             // over the limit is a 413 there too; also a negative header length.
-            var badHeader = ByteBuffer(string: #"{"inputs": [ oops"#)
-            let badHeaderLength = badHeader.readableBytes
-            badHeader.writeBytes([UInt8](repeating: 0, count: 3000))
-            try await expectError(
-                infer, body: badHeader, headers: [ServerTestSupport.headerLength: String(badHeaderLength)],
-                status: .badRequest, containing: "malformed JSON")
-            var oversized = ByteBuffer(bytes: header)
-            oversized.writeBytes([UInt8](repeating: 0, count: 5000))
-            try await expectError(
-                infer, body: oversized, headers: [ServerTestSupport.headerLength: String(header.count)],
-                status: .contentTooLarge, containing: "4096-byte limit")
-            try await expectError(
-                infer, body: extra, headers: [ServerTestSupport.headerLength: "-4"], status: .badRequest,
-                containing: "must not be negative")
+            try await expectBinaryError(
+                ByteBuffer(string: #"{"inputs": [ oops"#), padding: 3000, status: .badRequest,
+                containing: "malformed JSON")
+            try await expectBinaryError(header, padding: 5000, status: .contentTooLarge, containing: "4096-byte limit")
+            try await expectBinaryError(
+                header, padding: 20, headerLength: "-4", status: .badRequest, containing: "must not be negative")
             try await expectError(
                 infer, body: ByteBuffer(bytes: [0xFF, 0xFE, 0x7B]), status: .badRequest, containing: "malformed JSON")
             // Still serving.
