@@ -7,6 +7,10 @@
 #   bench/device_run.sh overhead-io  # the same with `serve --io-cores 1`: server on CPUs 0-2 (compute 0-1,
 #                                    # event loops on 2), in process on 0-1, perf_analyzer on 3-6 (~4 min)
 #   bench/device_run.sh capacity     # pinned_capacity.py: lanes of 2 server CPUs + 1 client CPU (~6-9 min)
+#   bench/device_run.sh all          # both at once on disjoint CPUs, for one short lease (~7 min, 16 CPUs):
+#                                    # overhead-io with server 0-2 and perf_analyzer 3-4; capacity in four
+#                                    # lanes 5,6 7,8 9,10 11,12 (their generators two to a CPU, 13 and 14) of
+#                                    # dnnscaler, joint and the statics 1x1 and 1x2, two rounds
 #
 # Results go to $OUT (the device tool's output folder) or bench/results/device/. Standard library
 # Python only; needs at least 6 CPUs.
@@ -39,8 +43,24 @@ case "$WHAT" in
     python3 bench/pinned_capacity.py --models squeezenet,resnet50 --repeats 2 --json "$DEST/capacity.json" 2>&1 \
       | tee "$DEST/capacity.txt"
     ;;
+  all)
+    [ "$(nproc)" -ge 15 ] || { echo "device_run: 'all' needs 15 CPUs, this machine has $(nproc)" >&2; exit 2; }
+    DNNSCALER_BENCH_SERVER_CPUS=0-2 DNNSCALER_BENCH_CLIENT_CPUS=3-4 \
+      python3 -u bench/serving_overhead.py --io-cores 1 --repeats 2 --window-ms 2000 --latency-window-ms 2000 \
+      --duration 3 --json "$DEST/overhead-io.json" >"$DEST/overhead-io.txt" 2>&1 &
+    OVERHEAD=$!
+    python3 -u bench/pinned_capacity.py --models squeezenet,resnet50 --repeats 2 --configs dnnscaler,joint,1x1,1x2 \
+      --lane 5,6+13 --lane 7,8+13 --lane 9,10+14 --lane 11,12+14 \
+      --json "$DEST/capacity.json" >"$DEST/capacity.txt" 2>&1 &
+    CAPACITY=$!
+    STATUS=0
+    wait "$OVERHEAD" || STATUS=$?
+    wait "$CAPACITY" || STATUS=$?
+    tail -n 20 "$DEST/overhead-io.txt" "$DEST/capacity.txt"
+    exit "$STATUS"
+    ;;
   *)
-    echo "device_run: say overhead, overhead-io or capacity" >&2
+    echo "device_run: say overhead, overhead-io, capacity or all" >&2
     exit 2
     ;;
 esac
