@@ -33,15 +33,21 @@ def sweep(binary, server, model, slo_ms, args):
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--sweep", "--rate", str(args.start_rate),
            "--slo-ms", str(slo_ms), "--percentile", str(args.percentile), "--duration", str(args.duration),
            "--warmup", str(args.warmup), "--sweep-steps", str(args.refine), "--sweep-min-requests",
-           str(args.min_requests), "--quiet", "--json", path]
-    cmd = pinned(cmd, CLIENT_CPUS)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+           str(args.min_requests), "--json", path]
+    # DNNSCALER_BENCH_PROGRESS=1 streams the generator's per-second progress and trials to this
+    # script's stderr as they happen (pinned_capacity.py --log-dir), so a stalled run shows where.
+    streaming = bool(os.environ.get("DNNSCALER_BENCH_PROGRESS"))
+    cmd = pinned(cmd if streaming else cmd + ["--quiet"], CLIENT_CPUS)
+    if streaming:
+        proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, text=True, timeout=3600)
+    else:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
-        raise RuntimeError(f"bench failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise RuntimeError(f"bench failed ({proc.returncode}): {(proc.stderr or '').strip()}")
     with open(path) as f:
         result = json.load(f)
     os.unlink(path)
-    for line in proc.stdout.strip().splitlines():
+    for line in (proc.stdout or "").strip().splitlines():
         log("    " + line)
     return result
 

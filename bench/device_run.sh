@@ -11,6 +11,9 @@
 #                                    # overhead-io with server 0-2 and perf_analyzer 3-4; capacity in four
 #                                    # lanes 5,6 7,8 9,10 11,12 (their generators two to a CPU, 13 and 14) of
 #                                    # dnnscaler, joint and the statics 1x1 and 1x2, two rounds
+#   bench/device_run.sh squeezenet-lanes # one round of squeezenet in five lanes (servers 0-9, a generator
+#                                    # CPU each, 10-14), each lane's progress streamed to lanes/laneN.log
+#                                    # (~1-2 min; wrap in `timeout` to keep what a stall leaves)
 #
 # Results go to $OUT (the device tool's output folder) or bench/results/device/. Standard library
 # Python only; needs at least 6 CPUs.
@@ -59,8 +62,13 @@ case "$WHAT" in
     tail -n 20 "$DEST/overhead-io.txt" "$DEST/capacity.txt"
     exit "$STATUS"
     ;;
+  squeezenet-lanes)
+    python3 -u bench/pinned_capacity.py --models squeezenet --repeats 1 --configs dnnscaler,joint,1x1,1x2,2x1 \
+      --lane 0,1+10 --lane 2,3+11 --lane 4,5+12 --lane 6,7+13 --lane 8,9+14 --log-dir "$DEST/lanes" \
+      --json "$DEST/capacity-squeezenet.json" 2>&1 | tee "$DEST/capacity-squeezenet.txt"
+    ;;
   *)
-    echo "device_run: say overhead, overhead-io, capacity or all" >&2
+    echo "device_run: say overhead, overhead-io, capacity, all or squeezenet-lanes" >&2
     exit 2
     ;;
 esac

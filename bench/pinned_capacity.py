@@ -85,7 +85,17 @@ def run_lane(lane_index, lane, jobs, args, results, lock):
                "--min-requests", str(DEFAULT_MIN_REQUESTS.get(model, 300)), "--bin", args.bin,
                "--json", path] + kind_args
         started = time.monotonic()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if args.log_dir:
+            # Progress as it happens, one file per lane: what a run cut short by a time limit leaves.
+            with open(os.path.join(args.log_dir, f"lane{lane_index}.log"), "a") as lane_log:
+                lane_log.write(f"== {model} round {round_index + 1} {config}\n")
+                lane_log.flush()
+                proc = subprocess.run(cmd, env=dict(env, DNNSCALER_BENCH_PROGRESS="1"), stdout=subprocess.PIPE,
+                                      stderr=lane_log, text=True)
+            with open(os.path.join(args.log_dir, f"lane{lane_index}.log")) as lane_log:
+                proc.stderr = lane_log.read()
+        else:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         elapsed = time.monotonic() - started
         rate, final = None, "-"
         if proc.returncode == 0:
@@ -124,7 +134,11 @@ def main():
     parser.add_argument("--lane", action="append", default=[],
                         help="a lane given by hand, SERVER_CPUS+CLIENT_CPUS such as 0,1+2 (repeatable)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--log-dir", default=None,
+                        help="write each lane's progress (servers' sweeps, per second) to DIR/laneN.log as it runs")
     args = parser.parse_args()
+    if args.log_dir:
+        os.makedirs(args.log_dir, exist_ok=True)
 
     configs = [c for c in args.configs.split(",") if c]
     lanes, primary, secondary = plan_lanes(len(configs))
