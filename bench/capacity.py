@@ -32,7 +32,8 @@ def sweep(binary, server, model, slo_ms, args):
         path = out.name
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--sweep", "--rate", str(args.start_rate),
            "--slo-ms", str(slo_ms), "--percentile", str(args.percentile), "--duration", str(args.duration),
-           "--warmup", str(args.warmup), "--sweep-steps", str(args.refine), "--sweep-min-requests",
+           "--warmup", str(args.warmup), "--sweep-steps", str(args.refine),
+           "--sweep-bracket-steps", str(args.bracket_steps), "--sweep-min-requests",
            str(args.min_requests), "--json", path]
     # DNNSCALER_BENCH_PROGRESS=1 streams the generator's per-second progress and trials to this
     # script's stderr as they happen (pinned_capacity.py --log-dir), so a stalled run shows where.
@@ -70,6 +71,9 @@ def main():
     parser.add_argument("--warmup", type=float, default=4.0, help="seconds of load before measuring, per rate")
     parser.add_argument("--start-rate", type=float, default=10.0)
     parser.add_argument("--refine", type=int, default=4, help="bisection steps per sweep")
+    parser.add_argument("--bracket-steps", type=int, default=4,
+                        help="most doublings or halvings from the start rate (a start rate that misses is halved at "
+                             "most this often: 4 from 40/s stops at 2.5/s, whose trials already last 120 s)")
     parser.add_argument("--min-requests", type=int, default=500,
                         help="each rate runs until at least this many requests are measured (default 500)")
     parser.add_argument("--bin", default=DEFAULT_BIN)

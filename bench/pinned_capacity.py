@@ -82,6 +82,7 @@ def run_lane(lane_index, lane, jobs, args, results, lock):
         cmd = [sys.executable, os.path.join(HERE, "capacity.py"), "--models", model, "--slo-ms", str(slo),
                "--repeats", "1", "--duration", str(args.duration), "--warmup", str(args.warmup),
                "--start-rate", str(DEFAULT_START.get(model, 20.0)), "--refine", str(args.refine),
+               "--bracket-steps", str(args.bracket_steps),
                "--min-requests", str(DEFAULT_MIN_REQUESTS.get(model, 300)), "--bin", args.bin,
                "--json", path] + kind_args
         started = time.monotonic()
@@ -130,6 +131,7 @@ def main():
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--refine", type=int, default=3)
+    parser.add_argument("--bracket-steps", type=int, default=4, help="as capacity.py's")
     parser.add_argument("--bin", default=DEFAULT_BIN)
     parser.add_argument("--lane", action="append", default=[],
                         help="a lane given by hand, SERVER_CPUS+CLIENT_CPUS such as 0,1+2 (repeatable)")

@@ -68,6 +68,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "With --sweep, each rate runs long enough to measure at least this many requests (up to 120 s).")
     var sweepMinRequests = 500
 
+    @Option(
+        help:
+            "With --sweep, the most times the rate is doubled (or halved, when the first rate misses) to find the bracket; each halving also doubles a trial's length under --sweep-min-requests."
+    )
+    var sweepBracketSteps = 8
+
     @Option(help: "Write the result (summary, per-second series; sweep trials) as JSON here.")
     var json: String?
 
@@ -101,6 +107,7 @@ struct BenchCommand: AsyncParsableCommand {
         if let concurrency, concurrency < 1 { throw ValidationError("--concurrency must be at least 1") }
         guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive, --warmup >= 0") }
         guard sweepMinRequests >= 0 else { throw ValidationError("--sweep-min-requests must be >= 0") }
+        guard sweepBracketSteps >= 1 else { throw ValidationError("--sweep-bracket-steps must be at least 1") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1") }
         guard percentile > 0, percentile < 100 else { throw ValidationError("--percentile must be in (0, 100)") }
@@ -125,8 +132,12 @@ struct BenchCommand: AsyncParsableCommand {
         do {
             if sweep {
                 let rateSweep = RateSweep(
-                    settings: settings, startRate: rate ?? 1, refineSteps: sweepSteps, minRequests: sweepMinRequests)
-                let report: @Sendable (SweepTrial) -> Void = { trial in print(Self.trialLine(trial)) }
+                    settings: settings, startRate: rate ?? 1, refineSteps: sweepSteps,
+                    maxBracketSteps: sweepBracketSteps, minRequests: sweepMinRequests)
+                // Written unbuffered: a sweep's stdout is often a file or pipe that a time limit may cut short.
+                let report: @Sendable (SweepTrial) -> Void = { trial in
+                    FileHandle.standardOutput.write(Data((Self.trialLine(trial) + "\n").utf8))
+                }
                 let result = try await rateSweep.run(client: client, progress: progress, trial: report)
                 print(
                     String(
