@@ -283,4 +283,19 @@ import Testing
         #expect(window.hasSettled(since: 5, now: 10, minimumSamples: 10_000))
         #expect(!window.hasSettled(since: 11, now: 10, minimumSamples: 1))
     }
+
+    @Test func aConfirmingTailHoldsOnlyTheRequestsSinceItsStart() {
+        var window = LatencyWindow(horizonSeconds: 30, capacity: 100_000)
+        // 40 completions a second: 25 ms each for the first 5 s (a stall's aftermath), 10 ms after.
+        for index in 0..<400 {
+            let time = Double(index) / 40
+            window.record(time: time, latencyMs: time < 5 ? 25 : 10)
+        }
+        // Since 5 s: 200 requests, all 10 ms; the 25 ms before are not among them.
+        #expect(window.settledPercentile(99, since: 5, now: 10, minimumSamples: 200) == 10)
+        // Since 8 s: 80 requests, 2 s: too few to judge yet.
+        #expect(window.settledPercentile(99, since: 8, now: 10, minimumSamples: 200) == nil)
+        // Nothing asked for, nothing computed.
+        #expect(window.settledPercentile(99, since: nil, now: 10, minimumSamples: 200) == nil)
+    }
 }

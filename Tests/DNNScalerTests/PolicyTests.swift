@@ -161,7 +161,8 @@ import Testing
             context: PolicyContext(
                 profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 2, sloMs: 30))
         var current = ServingConfiguration(batchLimit: 1, instances: 2)
-        current = policy.decide(Self.observation(time: 1, tail: 35, slo: 30, current: current)).configuration
+        // 40 ms is a third over the SLO: clearly over, removed at once.
+        current = policy.decide(Self.observation(time: 1, tail: 40, slo: 30, current: current)).configuration
         #expect(current.instances == 1)
         // One instance fewer made it worse: queueing, not execution time. Back to 2.
         let undo = policy.decide(Self.observation(time: 2, tail: 60, slo: 30, current: current))
@@ -173,10 +174,54 @@ import Testing
         #expect(rest.configuration.instances == 2)
         #expect(rest.reason.contains("made it worse"))
         // After 30 s removals come back; a removal that helps stays.
-        current = policy.decide(Self.observation(time: 40, tail: 35, slo: 30, current: current)).configuration
+        current = policy.decide(Self.observation(time: 40, tail: 40, slo: 30, current: current)).configuration
         #expect(current.instances == 1)
         current = policy.decide(Self.observation(time: 41, tail: 25, slo: 30, current: current)).configuration
         #expect(current.instances == 1)
+    }
+
+    @Test func multiTenancyConfirmsATailJustAboveTheSLOOnTheRequestsThatFollow() {
+        let context = PolicyContext(
+            profile: Self.profile(mode: .multiTenancy), maxBatch: 127, maxInstances: 2, sloMs: 20)
+        let two = ServingConfiguration(batchLimit: 1, instances: 2)
+        func seen(_ time: Double, tail: Double, fresh: Double? = nil) -> Observation {
+            Observation(
+                time: time, tailLatencyMs: tail, completed: 100, sloMs: 20, current: two,
+                confirmingTailLatencyMs: fresh)
+        }
+        // A stall lifts the tail to 22 ms (1.1 x SLO): doubted, not acted on, and the policy asks
+        // for the requests completed from then on.
+        var policy = DNNScalerPolicy(context: context)
+        #expect(policy.confirmationSince == nil)
+        let doubt = policy.decide(seen(10, tail: 22))
+        #expect(doubt.configuration == two)
+        #expect(doubt.reason.contains("confirming"))
+        #expect(policy.confirmationSince == 10)
+        // Too few of them yet: still waiting, still since t = 10.
+        #expect(policy.decide(seen(11, tail: 22)).configuration == two)
+        #expect(policy.confirmationSince == 10)
+        // The requests since are within the SLO: it was a stall. Nothing removed, doubt dropped.
+        let stall = policy.decide(seen(15, tail: 21, fresh: 12))
+        #expect(stall.configuration == two)
+        #expect(stall.reason.contains("stall"))
+        #expect(policy.confirmationSince == nil)
+
+        // The same start, but the requests since are over the SLO as well: remove an instance.
+        policy = DNNScalerPolicy(context: context)
+        _ = policy.decide(seen(10, tail: 22))
+        let confirmed = policy.decide(seen(15, tail: 22, fresh: 23))
+        #expect(confirmed.configuration.instances == 1)
+        #expect(confirmed.reason.contains("remove"))
+
+        // A tail that falls back within the SLO drops the doubt.
+        policy = DNNScalerPolicy(context: context)
+        _ = policy.decide(seen(10, tail: 22))
+        _ = policy.decide(seen(11, tail: 19))
+        #expect(policy.confirmationSince == nil)
+
+        // 1.2 x SLO and more is an overload: removed at once, as in the paper.
+        policy = DNNScalerPolicy(context: context)
+        #expect(policy.decide(seen(10, tail: 24)).configuration.instances == 1)
     }
 
     @Test func multiTenancyNeitherStartsWithNorAddsAnInstanceThatAddsNoThroughput() {

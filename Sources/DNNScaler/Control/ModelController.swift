@@ -96,7 +96,10 @@ public final class ModelController: Sendable {
                 arrivalRate: Double(snapshot.statistics.arrivals - state.lastArrivals) / elapsed,
                 throughput: Double(completed) / elapsed, shed: Int(snapshot.statistics.shedCount - state.lastShed),
                 queueLength: snapshot.queueLength, sloMs: runtime.currentSloMs, current: snapshot.configuration,
-                serviceTailMs: snapshot.serviceWindow.percentile(percentile, since: tailSince))
+                serviceTailMs: snapshot.serviceWindow.percentile(percentile, since: tailSince),
+                confirmingTailLatencyMs: snapshot.latencyWindow.settledPercentile(
+                    percentile, since: state.policy.confirmationSince, now: snapshot.time,
+                    minimumSamples: minimumSamples))
             state.lastDecisionTime = snapshot.time
             state.lastArrivals = snapshot.statistics.arrivals
             state.lastShed = snapshot.statistics.shedCount

@@ -21,13 +21,20 @@ public struct Observation: Sendable, Equatable {
     public var current: ServingConfiguration
     /// The same percentile of batch execution times in the period (the service, without queueing), in ms.
     public var serviceTailMs: Double?
+    /// The same percentile over only the requests completed since the policy's
+    /// ``ScalingPolicy/confirmationSince`` (evidence disjoint from what raised the doubt), once
+    /// they can be judged (enough of them, or the judging lookback has passed); `nil` before, or
+    /// when the policy asks for none.
+    public var confirmingTailLatencyMs: Double?
 
     /// Creates an observation.
     public init(
         time: Double, tailLatencyMs: Double?, completed: Int = 0, arrivalRate: Double = 0, throughput: Double = 0,
-        shed: Int = 0, queueLength: Int = 0, sloMs: Double, current: ServingConfiguration, serviceTailMs: Double? = nil
+        shed: Int = 0, queueLength: Int = 0, sloMs: Double, current: ServingConfiguration, serviceTailMs: Double? = nil,
+        confirmingTailLatencyMs: Double? = nil
     ) {
         self.serviceTailMs = serviceTailMs
+        self.confirmingTailLatencyMs = confirmingTailLatencyMs
         self.time = time
         self.tailLatencyMs = tailLatencyMs
         self.completed = completed
@@ -83,6 +90,15 @@ public protocol ScalingPolicy: Sendable {
     var initialConfiguration: ServingConfiguration { get }
     /// Decides the next configuration from what was observed over the last period.
     mutating func decide(_ observation: Observation) -> Decision
+    /// When set, the next observations carry ``Observation/confirmingTailLatencyMs`` over the
+    /// requests completed since this time (seconds): a policy that doubts one window asks for
+    /// requests that window did not hold.
+    var confirmationSince: Double? { get }
+}
+
+extension ScalingPolicy {
+    /// No confirmation asked for.
+    public var confirmationSince: Double? { nil }
 }
 
 /// The policies `--policy` can name.

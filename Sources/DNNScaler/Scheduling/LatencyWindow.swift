@@ -59,6 +59,14 @@ public struct LatencyWindow: Sendable {
         now - changeTime >= Self.judgingLookbackSeconds || count(since: changeTime) >= minimumSamples
     }
 
+    /// `percentile` over the samples since `since` once they can be judged as
+    /// ``hasSettled(since:now:minimumSamples:)`` says; `nil` before that, or when `since` is `nil`
+    /// (what ``Observation/confirmingTailLatencyMs`` carries).
+    public func settledPercentile(_ percentile: Double, since: Double?, now: Double, minimumSamples: Int) -> Double? {
+        guard let since, hasSettled(since: since, now: now, minimumSamples: minimumSamples) else { return nil }
+        return self.percentile(percentile, since: since)
+    }
+
     /// The completions a nearest-rank `percentile` needs to be more than the maximum of a
     /// handful: twice 1 / (1 - percentile), e.g. 200 for p99 and 40 for p95.
     public static func minimumSamples(forPercentile percentile: Double) -> Int {

@@ -339,7 +339,10 @@ public struct Simulator {
                     completed: completedInPeriod, arrivalRate: Double(arrivalsSinceDecision) / elapsed,
                     throughput: Double(completedInPeriod) / elapsed, shed: shedSinceDecision, queueLength: queue.count,
                     sloMs: settings.sloMs, current: configuration,
-                    serviceTailMs: serviceWindow.percentile(settings.percentile, since: tailSince))
+                    serviceTailMs: serviceWindow.percentile(settings.percentile, since: tailSince),
+                    confirmingTailLatencyMs: window.settledPercentile(
+                        settings.percentile, since: policy.confirmationSince, now: time,
+                        minimumSamples: minimumTailSamples))
                 lastDecision = time
                 arrivalsSinceDecision = 0
                 shedSinceDecision = 0
