@@ -348,40 +348,50 @@ enum InferCodec {
             integer: { JSONValues.integer($0) })
     }
 
-    /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`.
+    /// Flattens JSON `data` (flat or nested, row-major) into a tensor of `dataType`, converting each
+    /// value as the walk reaches it (one pass, no intermediate array of boxed values).
     static func tensorFromJSON(
         _ data: Any, name: String, dataType: DataType, shape: [Int]
     ) throws(ServerError) -> Tensor {
-        var flat: [Any] = []
-        try flatten(data, into: &flat, depth: 0, name: name)
         let expected: Int
         do {
             expected = try Shape.elementCount(shape)
         } catch {
             throw .badRequest("input '\(name)': \(error)")
         }
-        guard flat.count == expected else {
-            throw .badRequest("input '\(name)' has \(flat.count) values, shape \(shape) needs \(expected)")
+        func values<Element>(
+            _ convert: (Any) throws(ServerError) -> Element
+        ) throws(ServerError) -> [Element] {
+            try collect(data, name: name, shape: shape, expected: expected, convert)
+        }
+        func integers<Element: FixedWidthInteger & TensorElement>(
+            _ type: Element.Type
+        ) throws(ServerError) -> [Element] {
+            try values { (value) throws(ServerError) in try integer(value, Element.self, name) }
         }
         do {
             switch dataType {
             case .bool:
                 return try Tensor(
                     shape: shape,
-                    values: try flat.map { (value) throws(ServerError) -> Bool in
+                    values: try values { (value) throws(ServerError) -> Bool in
                         if let flag = JSONValues.boolean(value) { return flag }
                         throw .badRequest("input '\(name)': BOOL data must be true or false, got \(value)")
                     })
-            case .uint8: return try Tensor(shape: shape, values: try integers(flat, UInt8.self, name))
-            case .uint16: return try Tensor(shape: shape, values: try integers(flat, UInt16.self, name))
-            case .uint32: return try Tensor(shape: shape, values: try integers(flat, UInt32.self, name))
-            case .uint64: return try Tensor(shape: shape, values: try integers(flat, UInt64.self, name))
-            case .int8: return try Tensor(shape: shape, values: try integers(flat, Int8.self, name))
-            case .int16: return try Tensor(shape: shape, values: try integers(flat, Int16.self, name))
-            case .int32: return try Tensor(shape: shape, values: try integers(flat, Int32.self, name))
-            case .int64: return try Tensor(shape: shape, values: try integers(flat, Int64.self, name))
-            case .fp32: return try Tensor(shape: shape, values: try floats(flat, name).map { Float($0) })
-            case .fp64: return try Tensor(shape: shape, values: try floats(flat, name))
+            case .uint8: return try Tensor(shape: shape, values: try integers(UInt8.self))
+            case .uint16: return try Tensor(shape: shape, values: try integers(UInt16.self))
+            case .uint32: return try Tensor(shape: shape, values: try integers(UInt32.self))
+            case .uint64: return try Tensor(shape: shape, values: try integers(UInt64.self))
+            case .int8: return try Tensor(shape: shape, values: try integers(Int8.self))
+            case .int16: return try Tensor(shape: shape, values: try integers(Int16.self))
+            case .int32: return try Tensor(shape: shape, values: try integers(Int32.self))
+            case .int64: return try Tensor(shape: shape, values: try integers(Int64.self))
+            case .fp32:
+                return try Tensor(
+                    shape: shape, values: try values { (value) throws(ServerError) in Float(try float(value, name)) })
+            case .fp64:
+                return try Tensor(
+                    shape: shape, values: try values { (value) throws(ServerError) in try float(value, name) })
             case .fp16, .bf16:
                 throw ServerError.badRequest(
                     "input '\(name)': \(dataType) cannot be sent as JSON; use binary tensor data")
@@ -393,54 +403,71 @@ enum InferCodec {
         }
     }
 
-    private static func flatten(_ value: Any, into flat: inout [Any], depth: Int, name: String) throws(ServerError) {
-        guard depth <= maxNesting else {
-            throw .badRequest("input '\(name)': data is nested deeper than \(maxNesting)")
-        }
-        if let array = value as? [Any] {
-            for element in array { try flatten(element, into: &flat, depth: depth + 1, name: name) }
-        } else {
-            flat.append(value)
-        }
-    }
-
-    private static func integers<Element: FixedWidthInteger & TensorElement>(
-        _ values: [Any], _ type: Element.Type, _ name: String
+    /// The leaves of `data` in row-major order, each converted; there must be `expected` of them
+    /// (`shape`'s element count, named in the error).
+    private static func collect<Element>(
+        _ data: Any, name: String, shape: [Int], expected: Int, _ convert: (Any) throws(ServerError) -> Element
     ) throws(ServerError) -> [Element] {
         var result: [Element] = []
-        result.reserveCapacity(values.count)
-        for value in values {
-            guard let number = JSONValues.number(value) else {
-                throw .badRequest("input '\(name)': \(Element.dataType) data must be integers, got \(describe(value))")
-            }
-            let converted: Element?
-            if Element.isSigned {
-                converted = Element(exactly: number.int64Value).flatMap { number.doubleValue == Double($0) ? $0 : nil }
+        result.reserveCapacity(expected)
+        var count = 0
+        func visit(_ value: Any, depth: Int) throws(ServerError) {
+            // Told apart by exact type first: JSONSerialization gives `[Any]` arrays and NSNumber
+            // leaves, and the casts that fail cost more than the conversion (a number tried as an
+            // array; an array tried as a number is bridged to an NSArray, all its items copied).
+            let array: [Any]
+            if type(of: value) == [Any].self, let exact = value as? [Any] {
+                array = exact
+            } else if let number = value as? NSNumber {
+                count += 1
+                if count <= expected { result.append(try convert(number)) }
+                return
+            } else if let other = value as? [Any] {
+                array = other
             } else {
-                converted =
-                    number.doubleValue < 0
-                    ? nil
-                    : Element(exactly: number.uint64Value)
-                        .flatMap { abs(number.doubleValue - Double($0)) < 1 ? $0 : nil }
+                count += 1
+                if count <= expected { result.append(try convert(value)) }
+                return
             }
-            guard let converted else {
-                throw .badRequest("input '\(name)': \(value) is not a valid \(Element.dataType) value")
+            guard depth < maxNesting else {
+                throw .badRequest("input '\(name)': data is nested deeper than \(maxNesting)")
             }
-            result.append(converted)
+            for element in array { try visit(element, depth: depth + 1) }
+        }
+        try visit(data, depth: 0)
+        guard count == expected else {
+            throw .badRequest("input '\(name)' has \(count) values, shape \(shape) needs \(expected)")
         }
         return result
     }
 
-    private static func floats(_ values: [Any], _ name: String) throws(ServerError) -> [Double] {
-        var result: [Double] = []
-        result.reserveCapacity(values.count)
-        for value in values {
-            guard let number = JSONValues.number(value) else {
-                throw .badRequest("input '\(name)': floating-point data must be numbers, got \(describe(value))")
-            }
-            result.append(number.doubleValue)
+    private static func integer<Element: FixedWidthInteger & TensorElement>(
+        _ value: Any, _ type: Element.Type, _ name: String
+    ) throws(ServerError) -> Element {
+        guard let number = JSONValues.number(value) else {
+            throw .badRequest("input '\(name)': \(Element.dataType) data must be integers, got \(describe(value))")
         }
-        return result
+        let converted: Element?
+        if Element.isSigned {
+            converted = Element(exactly: number.int64Value).flatMap { number.doubleValue == Double($0) ? $0 : nil }
+        } else {
+            converted =
+                number.doubleValue < 0
+                ? nil
+                : Element(exactly: number.uint64Value)
+                    .flatMap { abs(number.doubleValue - Double($0)) < 1 ? $0 : nil }
+        }
+        guard let converted else {
+            throw .badRequest("input '\(name)': \(value) is not a valid \(Element.dataType) value")
+        }
+        return converted
+    }
+
+    private static func float(_ value: Any, _ name: String) throws(ServerError) -> Double {
+        guard let number = JSONValues.number(value) else {
+            throw .badRequest("input '\(name)': floating-point data must be numbers, got \(describe(value))")
+        }
+        return number.doubleValue
     }
 
     /// A JSON value as the client wrote it (booleans as true/false, not 1/0).

@@ -1,6 +1,8 @@
+import HTTPTypes
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTPTypes
 
 /// Hummingbird's HTTP/1.1 child channel, with socket reads of up to ``maximumReadBytes`` instead of
 /// NIO's default 64 KiB. An image request is 0.6-2.4 MB of binary tensor data; in 64 KiB reads each
@@ -28,10 +30,35 @@ struct LargeReadHTTP1Channel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with large socket reads (``LargeReadHTTP1Channel``).
-    static func http1LargeReads(configuration: HTTP1Channel.Configuration = .init()) -> HTTPServerBuilder {
+    /// HTTP/1.1 with large socket reads (``LargeReadHTTP1Channel``), answering `Expect:
+    /// 100-continue` (``ExpectContinueHandler``).
+    static func http1LargeReads(
+        configuration: HTTP1Channel.Configuration = .init(additionalChannelHandlers: [ExpectContinueHandler()])
+    ) -> HTTPServerBuilder {
         .init { responder in
             LargeReadHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: configuration))
         }
+    }
+}
+
+/// Answers `Expect: 100-continue` with `100 Continue` at once, so a client that waits for it before
+/// sending its body does not wait out its own timeout: curl waits 1 s for any body over 1 KiB
+/// (every image model's request), which a server that never answers adds to each request.
+final class ExpectContinueHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundOut = HTTPResponsePart
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .head(var request) = unwrapInboundIn(data),
+            let expectation = request.headerFields[.expect],
+            expectation.lowercased() == "100-continue"
+        else {
+            context.fireChannelRead(data)
+            return
+        }
+        request.headerFields[.expect] = nil
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+        context.fireChannelRead(wrapInboundOut(.head(request)))
     }
 }

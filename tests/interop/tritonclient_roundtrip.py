@@ -11,6 +11,8 @@ check and `N passed, M failed`; exits 1 if any check failed.
 """
 
 import argparse
+import json
+import socket
 import sys
 
 import numpy as np
@@ -260,6 +262,36 @@ def main():
         expect(int(s["inference_stats"]["success"]["count"]) > 0, f"success {s['inference_stats']['success']}")
 
     c.run("statistics simple", statistics)
+
+    def expect_continue():
+        # curl and other clients send `Expect: 100-continue` with a large body and wait (curl 1 s)
+        # for the server's go-ahead: it must come at once, then the request is served as usual.
+        host, port = args.url.rsplit(":", 1)
+        values = list(range(16))
+        body = json.dumps({"inputs": [{"name": name, "shape": [1, 16], "datatype": "INT32", "data": values}
+                                      for name in ("INPUT0", "INPUT1")]}).encode()
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall((f"POST /v2/models/simple/infer HTTP/1.1\r\nHost: {args.url}\r\n"
+                          f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                          "Expect: 100-continue\r\n\r\n").encode())
+            sock.settimeout(0.5)
+            interim = sock.recv(4096)
+            expect(interim.startswith(b"HTTP/1.1 100"), f"no 100 Continue within 0.5 s: {interim[:60]!r}")
+            sock.settimeout(10)
+            sock.sendall(body)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += sock.recv(65536)
+            head, rest = answer.split(b"\r\n\r\n", 1)
+            expect(head.startswith(b"HTTP/1.1 200"), f"final status {head[:40]!r}")
+            length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(rest) < length:
+                rest += sock.recv(65536)
+        outputs = {o["name"]: o["data"] for o in json.loads(rest)["outputs"]}
+        expect(outputs.get("OUTPUT0") == [2 * v for v in values], f"OUTPUT0 {outputs.get('OUTPUT0')}")
+
+    c.run("expect 100-continue", expect_continue)
 
     client.close()
     print(f"{c.passed} passed, {c.failed} failed")
