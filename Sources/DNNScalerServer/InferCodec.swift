@@ -403,13 +403,18 @@ enum InferCodec {
         }
     }
 
+    /// The most values `collect` reserves room for before it has seen them (1 Mi).
+    static let maxReservedValues = 1 << 20
+
     /// The leaves of `data` in row-major order, each converted; there must be `expected` of them
     /// (`shape`'s element count, named in the error).
     private static func collect<Element>(
         _ data: Any, name: String, shape: [Int], expected: Int, _ convert: (Any) throws(ServerError) -> Element
     ) throws(ServerError) -> [Element] {
         var result: [Element] = []
-        result.reserveCapacity(expected)
+        // `expected` comes from the client's shape, not from the values sent: reserve no more than
+        // a request's body can hold values for (a mutated shape asked for terabytes).
+        result.reserveCapacity(min(expected, maxReservedValues))
         var count = 0
         func visit(_ value: Any, depth: Int) throws(ServerError) {
             // Told apart by exact type first: JSONSerialization gives `[Any]` arrays and NSNumber
