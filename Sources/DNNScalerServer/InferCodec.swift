@@ -420,16 +420,8 @@ enum InferCodec {
             // Told apart by exact type first: JSONSerialization gives `[Any]` arrays and NSNumber
             // leaves, and the casts that fail cost more than the conversion (a number tried as an
             // array; an array tried as a number is bridged to an NSArray, all its items copied).
-            let array: [Any]
-            if type(of: value) == [Any].self, let exact = value as? [Any] {
-                array = exact
-            } else if let number = value as? NSNumber {
-                count += 1
-                if count <= expected { result.append(try convert(number)) }
-                return
-            } else if let other = value as? [Any] {
-                array = other
-            } else {
+            let array = type(of: value) == [Any].self || !(value is NSNumber) ? value as? [Any] : nil
+            guard let array else {
                 count += 1
                 if count <= expected { result.append(try convert(value)) }
                 return

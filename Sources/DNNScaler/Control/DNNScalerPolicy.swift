@@ -277,14 +277,9 @@ public struct DNNScalerPolicy: ScalingPolicy {
             if percentile >= Self.stallSensitivePercentile, tail < Self.clearOverloadRatio * observation.sloMs {
                 // Beyond the paper: just above the SLO, a stall and an overload look alike; the
                 // requests that follow tell them apart.
-                guard let since = doubtedSince else {
-                    removalDoubtedSince = observation.time
-                    return Decision(
-                        configuration: next,
-                        reason: "tail \(tailText) just above SLO: confirming on the requests that follow")
-                }
-                guard let fresh = observation.confirmingTailLatencyMs else {
-                    removalDoubtedSince = since
+                guard doubtedSince != nil, let fresh = observation.confirmingTailLatencyMs else {
+                    // A new doubt starts now; a standing one keeps its start until enough follow.
+                    removalDoubtedSince = doubtedSince ?? observation.time
                     return Decision(
                         configuration: next,
                         reason: "tail \(tailText) just above SLO: confirming on the requests that follow")
