@@ -14,6 +14,9 @@
 #   bench/device_run.sh squeezenet-lanes # one round of squeezenet in five lanes (servers 0-9, a generator
 #                                    # CPU each, 10-14), each lane's progress streamed to lanes/laneN.log
 #                                    # (~1-2 min; wrap in `timeout` to keep what a stall leaves)
+#   bench/device_run.sh stall-probe  # stall_probe.py: squeezenet at 10/s in five lanes (spinning or not,
+#                                    # the generator's loop count, 1x2T or 2x1T), together, then each alone
+#                                    # (~3 min): where the tenth lease's 30-55 ms single requests come from
 #
 # Results go to $OUT (the device tool's output folder) or bench/results/device/. Standard library
 # Python only; needs at least 6 CPUs.
@@ -67,8 +70,12 @@ case "$WHAT" in
       --lane 0,1+10 --lane 2,3+11 --lane 4,5+12 --lane 6,7+13 --lane 8,9+14 --log-dir "$DEST/lanes" \
       --json "$DEST/capacity-squeezenet.json" 2>&1 | tee "$DEST/capacity-squeezenet.txt"
     ;;
+  stall-probe)
+    python3 -u bench/stall_probe.py --rate 10 --duration 20 --json "$DEST/stall-probe.json" 2>&1 \
+      | tee "$DEST/stall-probe.txt"
+    ;;
   *)
-    echo "device_run: say overhead, overhead-io, capacity, all or squeezenet-lanes" >&2
+    echo "device_run: say overhead, overhead-io, capacity, all, squeezenet-lanes or stall-probe" >&2
     exit 2
     ;;
 esac

@@ -68,15 +68,97 @@ def capacity(ladder, pooled, target):
     return best
 
 
+def crossing(ladder, pooled, target):
+    """Where the pooled attainment first falls below `target`, linearly interpolated between the last
+    passing rate and the first failing one (0 when the lowest rate fails, the top rate when none does).
+
+    Finer than `capacity`, which can only name a ladder step: a configuration that passes 310/s at 0.995
+    and fails 350/s at 0.96 crosses near 316/s. Still a lower bound for a configuration that never failed."""
+    previous_rate, previous_attainment = 0.0, None
+    for rate in ladder:
+        requests, within = pooled.get(rate, (0, 0))
+        if requests == 0:
+            break
+        attainment = within / requests
+        if attainment < target:
+            if previous_attainment is None:
+                return 0.0
+            fraction = (previous_attainment - target) / (previous_attainment - attainment)
+            return previous_rate + fraction * (rate - previous_rate)
+        previous_rate, previous_attainment = rate, attainment
+    return previous_rate
+
+
+def summarize(model, slo, percentile, rounds, ladder, configurations, trials):
+    """Pools the trials per configuration and rate, prints the attainment table with both capacities and
+    returns the model's report."""
+    target = percentile / 100
+    pooled = {}
+    for t in trials:
+        requests, within = pooled.setdefault(t["config"], {}).get(t["rate"], (0, 0))
+        pooled[t["config"]][t["rate"]] = (requests + t["requests"], within + t["within_slo"])
+    capacities = {name: capacity(ladder, pooled.get(name, {}), target) for name in configurations}
+    crossings = {name: crossing(ladder, pooled.get(name, {}), target) for name in configurations}
+
+    def twin_of(name):
+        """The unlabelled configuration a labelled one repeats ("static 2x b1 (twin)" -> "static 2x b1")."""
+        return name.rsplit(" (", 1)[0] if name.endswith(")") else None
+
+    def ratios(values):
+        # Twins are left out of the best static: the better of two draws of one configuration is
+        # biased upwards. They are compared with their sibling instead (printed as A/A).
+        statics = {n: v for n, v in values.items() if n.startswith("static") and not twin_of(n)}
+        best = max(statics, key=statics.get) if statics else None
+        if not best or statics[best] <= 0:
+            return best, {}
+        return best, {n: values[n] / statics[best] for n in values if not n.startswith("static") and not twin_of(n)}
+
+    best, capacity_ratios = ratios(capacities)
+    best_crossing, crossing_ratios = ratios(crossings)
+    print(f"\n{model}, SLO {slo:g} ms p{percentile:g}: pooled attainment over {rounds} rounds "
+          f"(requests within the SLO / all); capacity = highest rate passing with every lower one; "
+          f"crossing = where the attainment first falls below {target:g}, interpolated", flush=True)
+    print(f"  {'rate/s':<14}" + "".join(f"{r:>8g}" for r in ladder) + f"{'capacity':>10}{'crossing':>10}",
+          flush=True)
+    for name in configurations:
+        cells = []
+        for rate in ladder:
+            requests, within = pooled.get(name, {}).get(rate, (0, 0))
+            cells.append(f"{within / requests:8.3f}" if requests else f"{'-':>8}")
+        ratio = ""
+        sibling = twin_of(name)
+        if sibling in capacities and capacities[sibling] > 0 and crossings[sibling] > 0:
+            ratio = (f"  A/A: {capacities[name] / capacities[sibling]:.3f} of {sibling}; "
+                     f"crossing {crossings[name] / crossings[sibling]:.3f}")
+        if name in capacity_ratios:
+            ratio = f"  {capacity_ratios[name]:.3f} of best static ({best})"
+            if name in crossing_ratios:
+                ratio += f"; crossing {crossing_ratios[name]:.3f} of best ({best_crossing})"
+        print(f"  {name:<14}" + "".join(cells) + f"{capacities[name]:>10g}{crossings[name]:>10.1f}{ratio}",
+              flush=True)
+    return {"slo_ms": slo, "ladder": ladder, "trials": trials, "capacities": capacities, "best_static": best,
+            "crossings": crossings, "best_static_crossing": best_crossing,
+            "pooled": {n: {str(r): v for r, v in rates.items()} for n, rates in pooled.items()},
+            "ratios": capacity_ratios, "crossing_ratios": crossing_ratios}
+
+
 def parse_configurations(text):
-    """"dnnscaler,joint,1x1,2x1" as (name, policy, instances, batch) tuples (statics INSTANCESxBATCH)."""
+    """"dnnscaler,joint,1x1,2x1,2x1@twin" as (name, policy, instances, batch) tuples (statics
+    INSTANCESxBATCH). A configuration named twice needs a label after `@`: a second server of the
+    same configuration (an A/A pair) shows how far identical servers differ on this machine."""
     configurations = []
     for spec in (s for s in text.split(",") if s):
+        spec, _, label = spec.partition("@")
+        suffix = f" ({label})" if label else ""
         if "x" in spec:
             instances, batch = spec.split("x")
-            configurations.append((f"static {instances}x b{batch}", "static", int(instances), int(batch)))
+            configurations.append((f"static {instances}x b{batch}{suffix}", "static", int(instances), int(batch)))
         else:
-            configurations.append((spec, spec, None, None))
+            configurations.append((spec + suffix, spec, None, None))
+    names = [c[0] for c in configurations]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        sys.exit(f"configurations named twice: {', '.join(duplicates)} (label the second: 2x1@twin)")
     return configurations
 
 
@@ -84,7 +166,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     parser.add_argument("--configs", default="dnnscaler,joint,1x1,2x1,1x2",
-                        help="policies and INSTANCESxBATCH statics (default dnnscaler,joint,1x1,2x1,1x2)")
+                        help="policies and INSTANCESxBATCH statics, each optionally @LABEL to run it twice "
+                             "(default dnnscaler,joint,1x1,2x1,1x2)")
     parser.add_argument("--rates", action="append", default=[],
                         help="MODEL=R1,R2,... a model's rate ladder (repeatable; defaults: "
                              + "; ".join(f"{m} {','.join(f'{r:g}' for r in v)}" for m, v in DEFAULT_RATES.items())
@@ -94,14 +177,24 @@ def main():
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default 3)")
     parser.add_argument("--bin", default=DEFAULT_BIN)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--summarize", metavar="FILE", default=None,
+                        help="print the tables of an earlier run's --json output again (no trials)")
     args = parser.parse_args()
+    if args.summarize:
+        with open(args.summarize) as f:
+            earlier = json.load(f)
+        for model, result in earlier["models"].items():
+            names = list(dict.fromkeys(t["config"] for t in result["trials"]))
+            rounds = 1 + max(t["round"] for t in result["trials"])
+            summarize(model, result["slo_ms"], earlier["args"]["percentile"], rounds, result["ladder"], names,
+                      result["trials"])
+        return
 
     ladders = dict(DEFAULT_RATES)
     for spec in args.rates:
         model, _, rates = spec.partition("=")
         ladders[model] = sorted(float(r) for r in rates.split(","))
     configurations = parse_configurations(args.configs)
-    target = args.percentile / 100
     log(CORES_NOTE)
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "args": vars(args), "note": CORES_NOTE, "models": {}}
     seed = 1
@@ -132,29 +225,8 @@ def main():
                                        "server_configuration": final})
                         log(f"  round {round_index + 1} rate {rate:g}/s {name:14s} p99 {p99:7.1f} ms, "
                             f"{within}/{requests} within, at {final}")
-        pooled = {}
-        for t in trials:
-            requests, within = pooled.setdefault(t["config"], {}).get(t["rate"], (0, 0))
-            pooled[t["config"]][t["rate"]] = (requests + t["requests"], within + t["within_slo"])
-        capacities = {name: capacity(ladder, pooled.get(name, {}), target) for name, _, _, _ in configurations}
-        statics = {n: c for n, c in capacities.items() if n.startswith("static")}
-        best = max(statics, key=statics.get) if statics else None
-        print(f"\n{model}, SLO {slo:g} ms p{args.percentile:g}: pooled attainment over {args.rounds} rounds "
-              f"(requests within the SLO / all), capacity = highest rate passing with every lower one", flush=True)
-        print(f"  {'rate/s':<14}" + "".join(f"{r:>8g}" for r in ladder) + f"{'capacity':>10}", flush=True)
-        for name, _, _, _ in configurations:
-            cells = []
-            for rate in ladder:
-                requests, within = pooled.get(name, {}).get(rate, (0, 0))
-                cells.append(f"{within / requests:8.3f}" if requests else f"{'-':>8}")
-            ratio = (f"  {capacities[name] / statics[best]:.3f} of best static ({best})"
-                     if best and statics[best] > 0 and not name.startswith("static") else "")
-            print(f"  {name:<14}" + "".join(cells) + f"{capacities[name]:>10g}{ratio}", flush=True)
-        report["models"][model] = {
-            "slo_ms": slo, "ladder": ladder, "trials": trials, "capacities": capacities, "best_static": best,
-            "pooled": {n: {str(r): v for r, v in rates.items()} for n, rates in pooled.items()},
-            "ratios": {n: capacities[n] / statics[best] for n in capacities
-                       if best and statics[best] > 0 and not n.startswith("static")}}
+        report["models"][model] = summarize(model, slo, args.percentile, args.rounds, ladder,
+                                            [name for name, _, _, _ in configurations], trials)
     if args.json:
         write_json(args.json, report)
 

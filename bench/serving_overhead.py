@@ -254,8 +254,8 @@ class Server:
     stops it (SIGTERM, then SIGKILL after 30 s)."""
 
     def __init__(self, binary, models, slo_ms, policy=None, batch_size=None, instances=None, extra=(),
-                 repository=DEFAULT_REPOSITORY, ready_timeout=180):
-        self.binary, self.models, self.slo_ms = binary, models, slo_ms
+                 repository=DEFAULT_REPOSITORY, ready_timeout=180, cpus=SERVER_CPUS):
+        self.binary, self.models, self.slo_ms, self.cpus = binary, models, slo_ms, cpus
         self.policy, self.batch_size, self.instances = policy, batch_size, instances
         self.extra, self.repository, self.ready_timeout = list(extra), repository, ready_timeout
         self.proc = None
@@ -272,6 +272,7 @@ class Server:
     def start(self):
         http_port, grpc_port, metrics_port = free_ports(3)
         self.url = f"127.0.0.1:{http_port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.grpc_url = f"127.0.0.1:{grpc_port}"
         self.base = f"http://{self.url}"
         cmd = [self.binary, "serve", "--model-repository", self.repository, "--models", ",".join(self.models),
@@ -284,7 +285,7 @@ class Server:
             cmd += ["--batch-size", str(self.batch_size)]
         if self.instances is not None:
             cmd += ["--instances", str(self.instances)]
-        cmd = pinned(cmd + self.extra, SERVER_CPUS)
+        cmd = pinned(cmd + self.extra, self.cpus)
         self.log_file = tempfile.NamedTemporaryFile(prefix="dnnscaler-serve-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, cwd=ROOT)
         deadline = time.monotonic() + self.ready_timeout
