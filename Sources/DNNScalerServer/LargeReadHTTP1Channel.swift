@@ -31,12 +31,14 @@ struct LargeReadHTTP1Channel: ServerChildChannel {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with large socket reads (``LargeReadHTTP1Channel``), answering `Expect:
-    /// 100-continue` (``ExpectContinueHandler``).
-    static func http1LargeReads(
-        configuration: HTTP1Channel.Configuration = .init(additionalChannelHandlers: [ExpectContinueHandler()])
-    ) -> HTTPServerBuilder {
+    /// 100-continue` (``ExpectContinueHandler``, one per connection). Takes no configuration: one
+    /// passed in would have to repeat the handler, and forgetting it brings back curl's 1 s wait.
+    static func http1LargeReads() -> HTTPServerBuilder {
         .init { responder in
-            LargeReadHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: configuration))
+            LargeReadHTTP1Channel(
+                base: HTTP1Channel(
+                    responder: responder,
+                    configuration: .init(additionalChannelHandlers: [ExpectContinueHandler()])))
         }
     }
 }

@@ -273,10 +273,15 @@ import Testing
         let policy = JointPolicy(
             context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 64, maxInstances: 2, sloMs: 120))
         #expect(policy.initialConfiguration == ServingConfiguration(batchLimit: 8, instances: 2))
-        // With 40 ms only 1 x batch 1 (10 ms) and 2 x batch 1 (18 ms) leave room: the faster one.
+        // With 40 ms only 1 x batch 1 (10 ms) and 2 x batch 1 (18 ms) leave room. 2 instances are
+        // faster (110/s against 100/s), but at batch 1 the count is the queueing model's: one
+        // instance at 10 ms a request sustains more load within 40 ms than two at 18 ms each.
         let tight = JointPolicy(
             context: PolicyContext(profile: Self.profile(mode: .batching), maxBatch: 64, maxInstances: 2, sloMs: 40))
-        #expect(tight.initialConfiguration == ServingConfiguration(batchLimit: 1, instances: 2))
+        let capacity = InstanceCapacityModel(
+            profile: Self.profile(mode: .batching), maxInstances: 2, sloMs: 40, percentile: 99)
+        #expect(capacity.sustainableRates[1]! > 1.01 * capacity.sustainableRates[2]!)
+        #expect(tight.initialConfiguration == ServingConfiguration(batchLimit: 1, instances: 1))
     }
 
     @Test func jointMovesInstancesOnlyWhenTheBatchIsPinned() {
@@ -541,5 +546,72 @@ extension Observation {
         // After the cool-down it may try again.
         let later = policy.decide(PolicyTests.observation(time: 70, tail: 80, slo: 150, current: current, queue: 3))
         #expect(later.configuration.instances == 2)
+    }
+}
+
+@Suite struct JointSlowModelTests {
+    /// DeePVS (LEDOV) on a GPU as the paper's authors measured it: batch 1 only; throughput (1/s) and
+    /// latency (ms) per instance count. Throughput dips at 4 instances and peaks at 6.
+    static let deepvs = Profile(
+        model: "deepvs", backend: "test", device: "test", createdAt: "", percentile: 99, durationSeconds: 1,
+        points: [
+            (1, 0.907, 1103.0), (2, 1.606, 1245.0), (3, 1.842, 1629.0), (4, 1.717, 2330.0), (5, 2.161, 2314.0),
+            (6, 2.364, 2538.0), (7, 2.075, 3374.0), (8, 1.698, 4711.0),
+        ].map { ProfileTests.point($0.0, 1, throughput: $0.1, p99: $0.2) }, sloMs: nil)
+
+    @Test func atBatchOneItStartsWithTheCountPredictedToSustainTheMostLoad() throws {
+        // SLO 3 s at the median: only 1 and 2 instances leave half the SLO for waiting (1.6/s at
+        // most); the queueing model predicts more load within the SLO from more instances.
+        let context = PolicyContext(profile: Self.deepvs, maxBatch: 1, maxInstances: 8, sloMs: 3000, percentile: 50)
+        let policy = JointPolicy(context: context)
+        let capacity = InstanceCapacityModel(profile: Self.deepvs, maxInstances: 8, sloMs: 3000, percentile: 50)
+        let best = try #require(capacity.bestInstances)
+        #expect(best > 2)
+        #expect(policy.initialConfiguration == ServingConfiguration(batchLimit: 1, instances: best))
+        // The roomy rule alone: 2 instances. The seed moves only on a clear predicted gain.
+        #expect(capacity.sustainableRates[best]! >= JointPolicy.minimumPredictedGain * capacity.sustainableRates[2]!)
+    }
+
+    @Test func aQueueAtBatchOneAddsPastACountTheProfileShowsSlower() {
+        var policy = JointPolicy(
+            context: PolicyContext(profile: Self.deepvs, maxBatch: 1, maxInstances: 8, sloMs: 3000, percentile: 50))
+        let capacity = InstanceCapacityModel(profile: Self.deepvs, maxInstances: 8, sloMs: 3000, percentile: 50)
+        #expect(capacity.sustainableRates[5]! > capacity.sustainableRates[3]!)
+        let current = ServingConfiguration(batchLimit: 1, instances: 3)
+        // 3 instances, requests queueing (tail 4.5 s, batch time 1.6 s): 4 instances are slower than
+        // 3 in the profile, 5 faster and predicted to sustain more at the median: go to 5.
+        let decision = policy.decide(
+            Observation(
+                time: 10, tailLatencyMs: 4500, completed: 20, sloMs: 3000, current: current, serviceTailMs: 1600
+            ).with(queueLength: 12, shed: 0))
+        #expect(decision.configuration == ServingConfiguration(batchLimit: 1, instances: 5))
+        #expect(decision.reason.contains("3 -> 5"), "\(decision.reason)")
+    }
+
+    @Test func noAdditionToACountPredictedToSustainLess() {
+        // At p99 within 3 s the capacity model ranks 3 instances (1.6 s a request) above 5 (2.3 s):
+        // 5 is faster, but a queue at 3 does not move there.
+        let capacity = InstanceCapacityModel(profile: Self.deepvs, maxInstances: 5, sloMs: 3000, percentile: 99)
+        #expect(capacity.sustainableRates[5]! < capacity.sustainableRates[3]!)
+        var policy = JointPolicy(
+            context: PolicyContext(profile: Self.deepvs, maxBatch: 1, maxInstances: 5, sloMs: 3000, percentile: 99))
+        let decision = policy.decide(
+            Observation(
+                time: 10, tailLatencyMs: 4500, completed: 20, sloMs: 3000,
+                current: ServingConfiguration(batchLimit: 1, instances: 3), serviceTailMs: 1600
+            ).with(queueLength: 12, shed: 0))
+        #expect(decision.configuration.instances == 3, "\(decision.reason)")
+    }
+
+    @Test func noCountAboveGainsNoInstanceIsAdded() {
+        var policy = JointPolicy(
+            context: PolicyContext(profile: Self.deepvs, maxBatch: 1, maxInstances: 8, sloMs: 3000, percentile: 99))
+        let current = ServingConfiguration(batchLimit: 1, instances: 6)
+        // 6 instances are the profile's fastest: a queue there adds nothing.
+        let decision = policy.decide(
+            Observation(
+                time: 10, tailLatencyMs: 6000, completed: 20, sloMs: 3000, current: current, serviceTailMs: 2600
+            ).with(queueLength: 12, shed: 0))
+        #expect(decision.configuration.instances == 6, "\(decision.reason)")
     }
 }
