@@ -57,6 +57,15 @@ def trial(binary, server, model, rate, slo_ms, args, seed):
     return requests, round(summary["slo_attainment"] * requests), summary["p99_ms"], summary["throughput"]
 
 
+def changes_listed(server, model):
+    """The configuration changes the server's status lists for `model` (its last ten decisions), as
+    "t=SECONDS REASON" strings: a change made and undone inside a trial leaves the final
+    configuration as it was, and shows only here."""
+    status = server.status(model) or {}
+    return [f"t={d.get('time_s', 0):.0f} {d.get('reason', '')}" for d in status.get("decisions", [])
+            if d.get("changed")]
+
+
 def capacity(ladder, pooled, target):
     """The highest rate of the ladder whose pooled attainment, and every lower rate's, reaches `target`."""
     best = 0.0
@@ -217,14 +226,17 @@ def main():
                     shift = (round_index + rate_index) % len(configurations)
                     for name, _, _, _ in configurations[shift:] + configurations[:shift]:
                         server = servers[name]
+                        before = changes_listed(server, model)
                         requests, within, p99, throughput = trial(args.bin, server, model, rate, slo, args, seed)
                         seed += 1
+                        moves = [c for c in changes_listed(server, model) if c not in before]
                         final = describe_configuration(server.configuration(model))
                         trials.append({"config": name, "round": round_index, "rate": rate, "requests": requests,
                                        "within_slo": within, "p99_ms": p99, "throughput": throughput,
-                                       "server_configuration": final})
+                                       "server_configuration": final, "changes": moves})
                         log(f"  round {round_index + 1} rate {rate:g}/s {name:14s} p99 {p99:7.1f} ms, "
-                            f"{within}/{requests} within, at {final}")
+                            f"{within}/{requests} within, at {final}"
+                            + (f"; {len(moves)} change(s): " + " | ".join(moves) if moves else ""))
         report["models"][model] = summarize(model, slo, args.percentile, args.rounds, ladder,
                                             [name for name, _, _, _ in configurations], trials)
     if args.json:
