@@ -57,12 +57,11 @@ def trial(binary, server, model, rate, slo_ms, args, seed):
     return requests, round(summary["slo_attainment"] * requests), summary["p99_ms"], summary["throughput"]
 
 
-def changes_listed(server, model):
-    """The configuration changes the server's status lists for `model` (its last ten decisions), as
-    "t=SECONDS REASON" strings: a change made and undone inside a trial leaves the final
+def changes_listed(status):
+    """The configuration changes a model's status (`Server.status`) lists (its last ten decisions),
+    as "t=SECONDS REASON" strings: a change made and undone inside a trial leaves the final
     configuration as it was, and shows only here."""
-    status = server.status(model) or {}
-    return [f"t={d.get('time_s', 0):.0f} {d.get('reason', '')}" for d in status.get("decisions", [])
+    return [f"t={d.get('time_s', 0):.0f} {d.get('reason', '')}" for d in (status or {}).get("decisions", [])
             if d.get("changed")]
 
 
@@ -226,11 +225,12 @@ def main():
                     shift = (round_index + rate_index) % len(configurations)
                     for name, _, _, _ in configurations[shift:] + configurations[:shift]:
                         server = servers[name]
-                        before = changes_listed(server, model)
+                        before = changes_listed(server.status(model))
                         requests, within, p99, throughput = trial(args.bin, server, model, rate, slo, args, seed)
                         seed += 1
-                        moves = [c for c in changes_listed(server, model) if c not in before]
-                        final = describe_configuration(server.configuration(model))
+                        after = server.status(model)
+                        moves = [c for c in changes_listed(after) if c not in before]
+                        final = describe_configuration((after or {}).get("configuration"))
                         trials.append({"config": name, "round": round_index, "rate": rate, "requests": requests,
                                        "within_slo": within, "p99_ms": p99, "throughput": throughput,
                                        "server_configuration": final, "changes": moves})

@@ -109,13 +109,19 @@ def finish_bench(proc, path):
         os.unlink(path)
 
 
+def ms(value):
+    """A figure in ms for the table, or a dash."""
+    return f"{value:7.1f}" if isinstance(value, (int, float)) else f"{'-':>7}"
+
+
 def run_pass(name, placements, args, repository, seed):
     """Runs every (variant, server CPUs, client CPUs) of `placements` at once; returns their rows."""
     rows = []
     servers = []
     try:
         for variant, server_cpus, _ in placements:
-            servers.append(start_lane(args.bin, repository, args.model, variant, server_cpus).__enter__())
+            servers.append(start_lane(args.bin, repository, args.model, variant, server_cpus))
+            servers[-1].start()
         before = [latency_histogram(s.metrics_url, args.model) for s in servers]
         launched = [launch_bench(args.bin, server, args.model, client_cpus, variant, args, seed + i)
                     for i, (server, (variant, _, client_cpus)) in enumerate(zip(servers, placements))]
@@ -130,9 +136,6 @@ def run_pass(name, placements, args, repository, seed):
         row.update({k: summary.get(k) for k in ("requests", "p50_ms", "p99_ms", "max_ms", "send_lag_p99_ms",
                                                 "error")})
         rows.append(row)
-
-        def ms(value):
-            return f"{value:7.1f}" if isinstance(value, (int, float)) else f"{'-':>7}"
         log(f"  {name:<6} {variant:<9} server {server_cpus:<6} client {client_cpus:<3} "
             f"p50 {ms(row['p50_ms'])}  p99 {ms(row['p99_ms'])}  max {ms(row['max_ms'])}  "
             f"send lag p99 {ms(row['send_lag_p99_ms'])}  server p99 <= {ms(row['server_p99_bucket_ms'])} ms"
