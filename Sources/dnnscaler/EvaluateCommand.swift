@@ -29,11 +29,17 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Virtual seconds of each probe not judged (policies converging).")
     var warmup = 40.0
 
+    @Option(help: "Runs are made longer where needed to judge at least this many requests after the warm-up.")
+    var minimumJudged = 1000
+
     @Option(help: "Bisection steps per search.")
     var iterations = 9
 
-    @Option(help: "Random seed of every probe.")
+    @Option(help: "Random seed of every probe's first run.")
     var seed: UInt64 = 1
+
+    @Option(help: "Runs per probe, seeds --seed, --seed + 1, ...; judged on their requests pooled.")
+    var seeds = 3
 
     @Option(help: "The job whose runs are drawn over time (model and dataset, as in the profile's name).")
     var exampleJob = "InceptionV1 (ImageNet)"
@@ -99,7 +105,8 @@ struct EvaluateCommand: ParsableCommand {
     func search(_ profile: Profile, policy: PolicyKind, sloMs: Double, _ statistic: SLOStatistic) -> CapacitySearch {
         CapacitySearch(
             profile: profile, policy: policy, sloMs: sloMs, statistic: statistic, durationSeconds: duration,
-            warmupSeconds: warmup, seed: seed, iterations: iterations)
+            warmupSeconds: warmup, seed: seed, seeds: seeds,
+            minimumJudgedRequests: minimumJudged, iterations: iterations)
     }
 
     func loadJobs() throws -> [Job] {
@@ -184,7 +191,7 @@ struct EvaluateCommand: ParsableCommand {
     }
 
     var commandLine: String {
-        "dnnscaler evaluate --gpu-profiles \(gpuProfiles) --duration \(Self.number(duration)) --warmup \(Self.number(warmup)) --iterations \(iterations) --seed \(seed)"
+        "dnnscaler evaluate --gpu-profiles \(gpuProfiles) --duration \(Self.number(duration)) --warmup \(Self.number(warmup)) --iterations \(iterations) --minimum-judged \(minimumJudged) --seed \(seed) --seeds \(seeds)"
     }
 
     static func ratio(_ numerator: Double?, _ denominator: Double?) -> Double? {
@@ -228,9 +235,10 @@ struct EvaluateCommand: ParsableCommand {
             "",
             "**Method.** For each job in the source's `slo.csv` (a model, a dataset and an SLO) and each policy,",
             "a bisection over the open-loop Poisson arrival rate (\(iterations) steps from 1.5 x the profile's best",
-            "throughput, seed \(seed)) finds the highest rate the policy *sustains*: each probe runs",
-            "\(Self.number(duration)) s of virtual time and is judged on the requests that arrive after the first",
-            "\(Self.number(warmup)) s (the policy converging). Requests carry the SLO as their deadline; the simulated",
+            "throughput) finds the highest rate the policy *sustains*: each probe is \(seeds) run(s) (seeds \(seed)..\(seed + UInt64(max(1, seeds)) - 1)) of",
+            "\(Self.number(duration)) s of virtual time (longer where needed to judge at least \(minimumJudged) requests), judged on",
+            "the requests that arrive after the first \(Self.number(warmup)) s (the policy converging), pooled over",
+            "the runs: one seed's arrivals decide a rate near a policy's knee by chance. Requests carry the SLO as their deadline; the simulated",
             "server sheds what cannot make it, as the real one does. Policies get at most the instance counts the",
             "profile measured (10 with multi-tenancy data, else 1) and batches up to 127.",
             "",

@@ -59,6 +59,10 @@ struct SimulateCommand: ParsableCommand {
     @Option(help: "Write throughput, tail latency, batch limit and instances over virtual time as an SVG plot.")
     var plot: String?
 
+    @Option(
+        help: "Virtual seconds at the start not judged: latencies and attainment count the requests that arrive later.")
+    var warmup = 0.0
+
     func validate() throws {
         guard PolicyKind(rawValue: policy) != nil else {
             throw ValidationError(
@@ -75,6 +79,7 @@ struct SimulateCommand: ParsableCommand {
         guard sloMs > 0, requests > 0, percentile > 0, percentile <= 100 else {
             throw ValidationError("--slo-ms and --requests must be positive, --percentile in (0, 100]")
         }
+        guard warmup >= 0, warmup.isFinite else { throw ValidationError("--warmup must be 0 or more seconds") }
     }
 
     func run() throws {
@@ -93,7 +98,8 @@ struct SimulateCommand: ParsableCommand {
         var simulator = Simulator(
             profile: loaded, policy: scalingPolicy,
             settings: SimulationSettings(
-                sloMs: sloMs, percentile: percentile, arrivals: arrivals, requests: requests, seed: seed))
+                sloMs: sloMs, percentile: percentile, arrivals: arrivals, requests: requests, seed: seed,
+                measurementStartSeconds: warmup))
         let started = Date()
         let result = simulator.run()
         let wall = Date().timeIntervalSince(started)
@@ -104,11 +110,17 @@ struct SimulateCommand: ParsableCommand {
             String(
                 format: "requests %d: completed %d, shed %d, virtual time %.1f s (%.2f s of wall time)", requests,
                 result.completed, result.shed, result.durationSeconds, wall))
+        if warmup > 0 {
+            print(
+                "judged after \(formatPercentile(warmup)) s: \(result.measuredRequests) requests, "
+                    + "\(result.measuredCompleted) answered")
+        }
         print(
             String(
                 format:
-                    "throughput %.1f/s; latency ms p50 %.2f p90 %.2f p95 %.2f p99 %.2f p99.9 %.2f; SLO attainment %.1f%%",
-                result.throughput, result.latencyMs.p50, result.p90Ms, result.latencyMs.p95, result.latencyMs.p99,
+                    "throughput %.1f/s; latency ms mean %.2f p50 %.2f p90 %.2f p95 %.2f p99 %.2f p99.9 %.2f; SLO attainment %.1f%%",
+                result.throughput, result.meanMs, result.latencyMs.p50, result.p90Ms, result.latencyMs.p95,
+                result.latencyMs.p99,
                 result.p999Ms, result.sloAttainment * 100))
         print(
             "final configuration: \(result.finalConfiguration), \(result.configurationChanges) configuration changes")
@@ -125,7 +137,8 @@ struct SimulateCommand: ParsableCommand {
                     "dnnscaler simulate --policy \(policy) --slo-ms \(formatPercentile(sloMs)) "
                     + (rate.map { "--rate \(formatPercentile($0)) (\(distribution))" }
                         ?? "--closed-loop \(closedLoop ?? 1)")
-                    + " --requests \(requests) --seed \(seed); profile \(loaded.device)",
+                    + " --requests \(requests) --seed \(seed)"
+                    + (warmup > 0 ? " --warmup \(formatPercentile(warmup))" : "") + "; profile \(loaded.device)",
                 sloMs: sloMs, percentile: percentile)
             try chart.svg().write(toFile: plot, atomically: true, encoding: .utf8)
             printError("wrote \(plot)")

@@ -132,3 +132,38 @@ import Testing
         #expect(result.durationSeconds < 20_000 / 250 + 5)
     }
 }
+
+@Suite struct CapacitySearchTests {
+    @Test func runsAreLengthenedToJudgeTheMinimumNumberOfRequests() {
+        let profile = SimulatorTests.profile(batchOneMs: 100)
+        var search = CapacitySearch(
+            profile: profile, policy: .static, sloMs: 500, durationSeconds: 120, warmupSeconds: 40,
+            minimumJudgedRequests: 1000)
+        // 2/s: 80 judged seconds hold 160 requests; 1000 need 500 s after the 80 of the warm-up.
+        #expect(search.requests(rate: 2) == 1080)
+        // 50/s: 120 s already judge 4000.
+        #expect(search.requests(rate: 50) == 6000)
+        search.minimumJudgedRequests = 0
+        #expect(search.requests(rate: 2) == 240)
+    }
+
+    @Test func aProbePoolsTheMeasuredRequestsOfEverySeed() {
+        // 10 ms a request, one instance, at 90% load: some requests of each seed miss a 40 ms SLO.
+        let profile = SimulatorTests.profile(batchOneMs: 10)
+        let search = CapacitySearch(
+            profile: profile, policy: .static, sloMs: 40, durationSeconds: 30, warmupSeconds: 5, seed: 7, seeds: 3)
+        let (pooled, first) = search.pooledProbe(rate: 90)
+        let runs = (0..<3).map { search.probe(rate: 90, seed: 7 + UInt64($0)) }
+        #expect(first == runs[0])
+        #expect(pooled.requests == runs.map(\.measuredRequests).reduce(0, +))
+        #expect(pooled.completed == runs.map(\.measuredCompleted).reduce(0, +))
+        let within = runs.map { $0.sloAttainment * Double($0.measuredRequests) }.reduce(0, +)
+        #expect(abs(pooled.sloAttainment - within / Double(pooled.requests)) < 1e-12)
+        // The seeds differ (otherwise pooling would add nothing), and the pooled attainment lies
+        // between the worst and the best seed's.
+        #expect(Set(runs.map(\.sloAttainment)).count > 1)
+        #expect(pooled.sloAttainment >= runs.map(\.sloAttainment).min() ?? 1)
+        #expect(pooled.sloAttainment <= runs.map(\.sloAttainment).max() ?? 0)
+        #expect(search.sustained(pooled) == (pooled.sloAttainment >= 0.99))
+    }
+}

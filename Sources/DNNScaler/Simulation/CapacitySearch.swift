@@ -10,8 +10,11 @@ public enum SLOStatistic: String, Sendable, CaseIterable {
 }
 
 /// Finds, in simulation, the highest open-loop Poisson arrival rate a policy sustains on a profile
-/// with the SLO statistic within the SLO: a bisection over the rate with a fixed seed, each
-/// probe a run of ``durationSeconds`` of virtual time judged after ``warmupSeconds``.
+/// with the SLO statistic within the SLO: a bisection over the rate, each probe ``seeds`` runs of
+/// ``durationSeconds`` of virtual time (seeds ``seed``, ``seed`` + 1, ...) judged after
+/// ``warmupSeconds`` on their requests pooled. One seed's arrivals decide a rate near a policy's
+/// knee by chance (the same policy may pass 47/s and fail 46/s); pooling several is what
+/// `bench/pooled_capacity.py` does with trials on a real server.
 public struct CapacitySearch: Sendable {
     /// The latencies.
     public var profile: Profile
@@ -25,8 +28,14 @@ public struct CapacitySearch: Sendable {
     public var durationSeconds: Double
     /// Virtual seconds at the start of each probe that are not judged (the policy converging).
     public var warmupSeconds: Double
-    /// The seed of every probe.
+    /// The first seed of every probe.
     public var seed: UInt64
+    /// Runs per probe, each with its own seed, judged pooled.
+    public var seeds: Int
+    /// Each run is made longer than ``durationSeconds`` where needed to judge at least this many
+    /// requests: at DeePVS's 2 requests/s, 80 judged seconds hold 160 requests, and whether their
+    /// mean is within the SLO is then mostly the seed's doing.
+    public var minimumJudgedRequests: Int
     /// Bisection steps.
     public var iterations: Int
     /// The largest batch a policy may use.
@@ -35,8 +44,8 @@ public struct CapacitySearch: Sendable {
     /// Creates a search; the most instances a policy may use is the most the profile measured.
     public init(
         profile: Profile, policy: PolicyKind, sloMs: Double, statistic: SLOStatistic = .p99,
-        durationSeconds: Double = 120, warmupSeconds: Double = 40, seed: UInt64 = 1, iterations: Int = 9,
-        maxBatch: Int = 127
+        durationSeconds: Double = 120, warmupSeconds: Double = 40, seed: UInt64 = 1, seeds: Int = 1,
+        minimumJudgedRequests: Int = 0, iterations: Int = 9, maxBatch: Int = 127
     ) {
         self.profile = profile
         self.policy = policy
@@ -45,6 +54,8 @@ public struct CapacitySearch: Sendable {
         self.durationSeconds = durationSeconds
         self.warmupSeconds = warmupSeconds
         self.seed = seed
+        self.seeds = max(1, seeds)
+        self.minimumJudgedRequests = max(0, minimumJudgedRequests)
         self.iterations = iterations
         self.maxBatch = maxBatch
     }
@@ -52,8 +63,15 @@ public struct CapacitySearch: Sendable {
     /// The percentile policies steer by for the statistic.
     public var steeringPercentile: Double { statistic == .p99 ? 99 : 50 }
 
-    /// One probe at `rate` requests/s.
-    public func probe(rate: Double) -> SimulationResult {
+    /// Requests one run at `rate` sends: ``durationSeconds`` worth, or enough to judge
+    /// ``minimumJudgedRequests`` after the warm-up.
+    public func requests(rate: Double) -> Int {
+        let judged = max(rate * max(0, durationSeconds - warmupSeconds), Double(minimumJudgedRequests))
+        return max(1, Int((rate * warmupSeconds + judged).rounded()))
+    }
+
+    /// One run at `rate` requests/s with `seed` (by default the search's first seed).
+    public func probe(rate: Double, seed: UInt64? = nil) -> SimulationResult {
         let context = PolicyContext(
             profile: profile, maxBatch: maxBatch, maxInstances: profile.points.map(\.instances).max() ?? 1,
             sloMs: sloMs, percentile: steeringPercentile)
@@ -61,20 +79,67 @@ public struct CapacitySearch: Sendable {
             profile: profile, policy: PolicyFactory.make(policy, context: context),
             settings: SimulationSettings(
                 sloMs: sloMs, percentile: steeringPercentile, arrivals: .poisson(rate: rate),
-                requests: max(1, Int((rate * durationSeconds).rounded())), seed: seed,
+                requests: requests(rate: rate), seed: seed ?? self.seed,
                 measurementStartSeconds: warmupSeconds))
         return simulator.run()
     }
 
-    /// Whether a probe's result meets the SLO statistic.
+    /// The measured part of one or more runs, pooled: what the SLO statistic is judged on.
+    public struct PooledRuns: Sendable, Equatable {
+        /// Requests that arrived in the measured parts.
+        public var requests = 0
+        /// Of those, answered.
+        public var completed = 0
+        /// Of those, answered within the SLO (shed ones are misses).
+        public var withinSLO = 0.0
+        /// Sum of the answered requests' latencies, in ms.
+        public var latencySumMs = 0.0
+
+        /// Nothing yet.
+        public init() {}
+
+        /// One run's measured part.
+        public init(_ result: SimulationResult) {
+            add(result)
+        }
+
+        /// Adds a run's measured part.
+        public mutating func add(_ result: SimulationResult) {
+            requests += result.measuredRequests
+            completed += result.measuredCompleted
+            withinSLO += result.sloAttainment * Double(result.measuredRequests)
+            latencySumMs += result.meanMs * Double(result.measuredCompleted)
+        }
+
+        /// Answered within the SLO as a fraction of all requests (0 without requests).
+        public var sloAttainment: Double { requests > 0 ? withinSLO / Double(requests) : 0 }
+        /// Mean latency of the answered requests (0 without any).
+        public var meanMs: Double { completed > 0 ? latencySumMs / Double(completed) : 0 }
+    }
+
+    /// Every seed's run at `rate`, pooled, and the first seed's result.
+    public func pooledProbe(rate: Double) -> (pooled: PooledRuns, first: SimulationResult) {
+        let first = probe(rate: rate)
+        var pooled = PooledRuns(first)
+        for offset in 1..<seeds {
+            pooled.add(probe(rate: rate, seed: seed &+ UInt64(offset)))
+        }
+        return (pooled, first)
+    }
+
+    /// Whether one run meets the SLO statistic.
     public func sustained(_ result: SimulationResult) -> Bool {
-        guard result.measuredRequests > 0 else { return false }
+        sustained(PooledRuns(result))
+    }
+
+    /// Whether pooled runs meet the SLO statistic.
+    public func sustained(_ runs: PooledRuns) -> Bool {
+        guard runs.requests > 0 else { return false }
         switch statistic {
         case .p99:
-            return result.sloAttainment >= 0.99
+            return runs.sloAttainment >= 0.99
         case .mean:
-            return result.meanMs <= sloMs
-                && Double(result.measuredCompleted) >= 0.99 * Double(result.measuredRequests)
+            return runs.meanMs <= sloMs && Double(runs.completed) >= 0.99 * Double(runs.requests)
         }
     }
 
@@ -82,7 +147,7 @@ public struct CapacitySearch: Sendable {
     public struct Outcome: Sendable {
         /// The highest rate found sustained (0 if none was).
         public var rate: Double
-        /// The probe at that rate (`nil` if none was sustained).
+        /// The first seed's run at that rate (`nil` if none was sustained).
         public var result: SimulationResult?
     }
 
@@ -93,14 +158,14 @@ public struct CapacitySearch: Sendable {
         var high = ceiling ?? 1.5 * (profile.points.map(\.throughput).max() ?? 1)
         var low = 0.0
         var best: SimulationResult?
-        let top = probe(rate: high)
-        if sustained(top) { return Outcome(rate: high, result: top) }
+        let top = pooledProbe(rate: high)
+        if sustained(top.pooled) { return Outcome(rate: high, result: top.first) }
         for _ in 0..<iterations {
             let middle = (low + high) / 2
-            let result = probe(rate: middle)
-            if sustained(result) {
+            let result = pooledProbe(rate: middle)
+            if sustained(result.pooled) {
                 low = middle
-                best = result
+                best = result.first
             } else {
                 high = middle
             }
