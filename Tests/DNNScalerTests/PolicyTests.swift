@@ -615,3 +615,79 @@ extension Observation {
         #expect(decision.configuration.instances == 6, "\(decision.reason)")
     }
 }
+
+/// Joint's batch limit when the tail is above the SLO from waiting, not from the batch time.
+@Suite struct JointBatchWaitingTests {
+    /// One instance; mean batch times (half the p99 here) 64 ms at batch 1, 121 ms at 5, 178 ms at 9:
+    /// within a 139 ms SLO the largest batch that fits is 6 (64 + 14.25 ms a sample).
+    static let profile = Profile(
+        model: "m", backend: "test", device: "test", createdAt: "", percentile: 99, durationSeconds: 1,
+        points: [
+            ProfileTests.point(1, 1, throughput: 15.6, p99: 128), ProfileTests.point(1, 5, throughput: 41, p99: 242),
+            ProfileTests.point(1, 9, throughput: 50, p99: 356),
+        ], sloMs: nil)
+
+    static func observation(
+        time: Double, tail: Double, service: Double, batch: Int, rate: Double = 4.5, queue: Int = 0
+    ) -> Observation {
+        Observation(
+            time: time, tailLatencyMs: tail, completed: 100, arrivalRate: rate, queueLength: queue, sloMs: 139,
+            current: ServingConfiguration(batchLimit: batch, instances: 1), serviceTailMs: service)
+    }
+
+    static func policy() -> JointPolicy {
+        JointPolicy(context: PolicyContext(profile: profile, maxBatch: 64, maxInstances: 1, sloMs: 139))
+    }
+
+    @Test func aTailOverTwiceTheBatchTimeRaisesTheBatchAndTheOldLimitIsNotGoneBackTo() {
+        var policy = Self.policy()
+        // Batch 1: a 150 ms tail over a 68 ms batch time, twice in a row (no backlog): requests
+        // waited for more than one batch, and no instance can be added: batch 1 -> 2.
+        _ = policy.decide(Self.observation(time: 1, tail: 150, service: 68, batch: 1))
+        let raised = policy.decide(Self.observation(time: 2, tail: 150, service: 68, batch: 1))
+        #expect(raised.configuration.batchLimit == 2)
+        #expect(raised.reason.contains("more than one batch"))
+        // Batch 2: a tail over the SLO that the batch time explains (145 < 2 x 80) would bisect down
+        // to 1, the limit just left for being too small at this load: hold instead.
+        let held = policy.decide(Self.observation(time: 3, tail: 145, service: 80, batch: 2))
+        #expect(held.configuration.batchLimit == 2)
+        #expect(held.reason.contains("hold"))
+        // The load falls to a fifth: the memory is released and the bisection may go down again.
+        var current = held.configuration
+        for second in 4...40 where current.batchLimit == 2 {
+            current =
+                policy.decide(Self.observation(time: Double(second), tail: 145, service: 80, batch: 2, rate: 0.9))
+                .configuration
+        }
+        #expect(current.batchLimit == 1)
+    }
+
+    @Test func theBatchIsNeverLoweredBelowWhatKeepsUpWithTheLoad() {
+        var policy = Self.policy()
+        // At 36/s, batch 4 serves ~37/s by the profile (4 samples in 106.75 ms), under 1.1 x 36:
+        // batch 5 (41/s) is the smallest that keeps up. A tail over the SLO that the batch time
+        // explains bisects down from 6 to 5, not to 3; at 5 it holds.
+        let down = policy.decide(Self.observation(time: 1, tail: 300, service: 160, batch: 6, rate: 36))
+        #expect(down.configuration.batchLimit == 5)
+        let held = policy.decide(Self.observation(time: 2, tail: 300, service: 150, batch: 5, rate: 36))
+        #expect(held.configuration.batchLimit == 5)
+        #expect(held.reason.contains("serves less than"))
+        // Without the load, the same tail bisects down as before.
+        var light = Self.policy()
+        #expect(
+            light.decide(Self.observation(time: 1, tail: 300, service: 160, batch: 6, rate: 2)).configuration
+                .batchLimit == 3)
+    }
+
+    @Test func aBackloggedQueueOverTheSLOWithTheBatchTimeInBandRaisesTheBatch() {
+        var policy = Self.policy()
+        // Backlogged (12 waiting at batch 4): the steering latency is twice the 60 ms batch time
+        // (120 ms, in the band), while the served tail, 170 ms, breaks the SLO: batch 4 -> 5.
+        let decision = policy.decide(Self.observation(time: 1, tail: 170, service: 60, batch: 4, queue: 12))
+        #expect(decision.configuration.batchLimit == 5)
+        #expect(decision.reason.contains("backlogged"))
+        // Not past the largest batch that fits the SLO (6).
+        let atCap = policy.decide(Self.observation(time: 2, tail: 170, service: 60, batch: 6, queue: 12))
+        #expect(atCap.configuration.batchLimit == 6)
+    }
+}
