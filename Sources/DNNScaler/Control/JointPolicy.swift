@@ -73,8 +73,9 @@ public struct JointPolicy: ScalingPolicy {
     /// window whose tail is just over the SLO would otherwise undo the raise and queue again.
     private var tooSmallBatch: [Int: (batch: Int, rate: Double)] = [:]
     /// See ``tooSmallBatch``.
-    public static let smallBatchReleaseRatio = 0.8
-    /// The arrival rate, smoothed over about ten decisions.
+    public static let smallBatchReleaseRatio = 0.7
+    /// The arrival rate, smoothed over about twenty decisions: at 5 requests/s a 30% fall is then
+    /// about four of its standard deviations.
     private var smoothedArrivalRate = 0.0
     /// Seconds an undone instance count rests.
     public let retryCooldownSeconds = 60.0
@@ -235,7 +236,7 @@ public struct JointPolicy: ScalingPolicy {
         }
         smoothedArrivalRate =
             smoothedArrivalRate == 0
-            ? observation.arrivalRate : 0.9 * smoothedArrivalRate + 0.1 * observation.arrivalRate
+            ? observation.arrivalRate : 0.95 * smoothedArrivalRate + 0.05 * observation.arrivalRate
         for (count, small) in tooSmallBatch where smoothedArrivalRate < Self.smallBatchReleaseRatio * small.rate {
             tooSmallBatch[count] = nil  // the load fell: a smaller batch may do again
         }
