@@ -165,8 +165,23 @@ def http_bad_cases(max_body, shm_key=None):
         ("shape whose element count overflows", infer,
          json.dumps({"inputs": [{**good_input, "shape": [2**40, 2**40, 2**40]}]}).encode(), {}, 400, "x"),
         ("negative dimension", infer, json.dumps({"inputs": [{**good_input, "shape": [-1, 3]}]}).encode(), {}, 400, "shape"),
-        ("unsupported datatype", infer, json.dumps({"inputs": [{**good_input, "datatype": "BYTES"}]}).encode(),
+        ("unsupported datatype", infer, json.dumps({"inputs": [{**good_input, "datatype": "FP8"}]}).encode(),
          {}, 400, "datatype"),
+        ("BYTES for an FP32 input", infer,
+         json.dumps({"inputs": [{**good_input, "datatype": "BYTES", "data": ["1", "2", "3"]}]}).encode(), {}, 400, "FP32"),
+        ("BYTES length past the end", "/v2/models/string_echo/infer",
+         *binary_body({"inputs": [{"name": "text", "shape": [1, 2], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": 5}},
+                                  {"name": "digits", "shape": [1, 2], "datatype": "BYTES", "data": ["1", "2"]}]},
+                      b"\x09\0\0\0a"), 400, "declares 9 bytes"),
+        ("BYTES element with a NUL", "/v2/models/string_echo/infer",
+         json.dumps({"inputs": [{"name": "text", "shape": [1, 2], "datatype": "BYTES", "data": ["a\u0000b", "c"]},
+                                {"name": "digits", "shape": [1, 2], "datatype": "BYTES", "data": ["1", "2"]}]}).encode(),
+         {}, 400, "NUL"),
+        ("BYTES that the model cannot parse", "/v2/models/string_echo/infer",
+         json.dumps({"inputs": [{"name": "text", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]},
+                                {"name": "digits", "shape": [1, 2], "datatype": "BYTES", "data": ["one", "2"]}]}).encode(),
+         {}, 500, "Cast"),
         ("unknown input name", infer, json.dumps({"inputs": [{**good_input, "name": "nope"}]}).encode(), {}, 400, "nope"),
         ("unknown output name", infer,
          json.dumps({"inputs": [good_input], "outputs": [{"name": "nope"}]}).encode(), {}, 400, "nope"),
@@ -233,7 +248,8 @@ def grpc_bad_cases(max_body):
         ("truncated raw contents", request(raw=b"\0" * 7), code.INVALID_ARGUMENT, "7 bytes"),
         ("shape whose element count overflows", request(shape=(2**40, 2**40, 2**40), raw=b""), code.INVALID_ARGUMENT, "x"),
         ("negative dimension", request(shape=(-1, 3)), code.INVALID_ARGUMENT, "shape"),
-        ("unsupported datatype", request(datatype="BYTES"), code.INVALID_ARGUMENT, "datatype"),
+        ("unsupported datatype", request(datatype="FP8"), code.INVALID_ARGUMENT, "datatype"),
+        ("BYTES for an FP32 input", request(datatype="BYTES", raw=b"\x01\0\0\0a" * 3), code.INVALID_ARGUMENT, "FP32"),
         ("typed contents of the wrong type", typed, code.INVALID_ARGUMENT, "fp32_contents"),
         ("both contents and raw contents", both, code.INVALID_ARGUMENT, "both"),
         ("message over the size limit", huge, code.RESOURCE_EXHAUSTED, "limit"),
@@ -278,7 +294,7 @@ def bad_inputs(args):
     # A client's shared-memory object, registered as "reliability" (64 bytes) for the shared-memory cases.
     shm = shared_memory.SharedMemory(create=True, size=4096)
     shm_key = "/" + shm.name.lstrip("/")
-    with shm_cleanup(shm), Server(args.bin, ["linear_hand", "simple"], 1000,
+    with shm_cleanup(shm), Server(args.bin, ["linear_hand", "simple", "string_echo"], 1000,
                                   extra=["--max-body-bytes", str(max_body), "--allow-client-shm"]) as server:
         status, text = raw_http(server.url, "POST", "/v2/systemsharedmemory/region/reliability/register",
                                 json.dumps({"key": shm_key, "byte_size": 64}).encode())

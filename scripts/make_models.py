@@ -172,6 +172,28 @@ def make_reshape_rows_of_three():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
+def make_string_echo():
+    """BYTES (ONNX STRING) in and out: echo = text (Identity), and number = Cast(digits, FLOAT),
+    the strings parsed as decimal numbers (a string that is no number fails the run: a runtime
+    error on demand). Both inputs [batch, 2]."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Identity", ["text"], ["echo"]),
+            helper.make_node("Cast", ["digits"], ["number"], to=TensorProto.FLOAT),
+        ],
+        "string_echo",
+        [
+            helper.make_tensor_value_info("text", TensorProto.STRING, [BATCH_DIM, 2]),
+            helper.make_tensor_value_info("digits", TensorProto.STRING, [BATCH_DIM, 2]),
+        ],
+        [
+            helper.make_tensor_value_info("echo", TensorProto.STRING, [BATCH_DIM, 2]),
+            helper.make_tensor_value_info("number", TensorProto.FLOAT, [BATCH_DIM, 2]),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+
+
 def make_tiny_cnn(rng):
     """Conv(3->8, 3x3) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(8->10) -> Softmax, seeded weights."""
     conv_w = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
@@ -210,6 +232,7 @@ def build_all():
     models["identity_all_dtypes"] = make_identity_all_dtypes
     models["tiny_cnn"] = lambda: make_tiny_cnn(rng)
     models["reshape_rows_of_three"] = make_reshape_rows_of_three
+    models["string_echo"] = make_string_echo
     return models
 
 

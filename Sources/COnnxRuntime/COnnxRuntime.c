@@ -54,13 +54,18 @@ typedef struct DNSOrtApi {
                                   char **out); // 36
     Status (*SessionGetOutputName)(const OrtSession *session, size_t index, OrtAllocator *allocator,
                                    char **out); // 37
-    void *unused38to48[11];
+    void *unused38to47[10];
+    Status (*CreateTensorAsOrtValue)(OrtAllocator *allocator, const int64_t *shape, size_t rank, int element_type,
+                                     OrtValue **out); // 48
     Status (*CreateTensorWithDataAsOrtValue)(const OrtMemoryInfo *info, void *data, size_t byte_count,
                                              const int64_t *shape, size_t rank, int element_type,
                                              OrtValue **out); // 49
     Status (*IsTensor)(const OrtValue *value, int *out); // 50
     Status (*GetTensorMutableData)(OrtValue *value, void **out); // 51
-    void *unused52to54[3];
+    Status (*FillStringTensor)(OrtValue *value, const char *const *strings, size_t count); // 52
+    Status (*GetStringTensorDataLength)(const OrtValue *value, size_t *length); // 53
+    Status (*GetStringTensorContent)(const OrtValue *value, void *data, size_t data_length, size_t *offsets,
+                                     size_t offsets_count); // 54
     Status (*CastTypeInfoToTensorInfo)(const OrtTypeInfo *info, const OrtTensorTypeAndShapeInfo **out); // 55
     Status (*GetOnnxTypeFromTypeInfo)(const OrtTypeInfo *info, int *out); // 56
     void *unused57to59[3];
@@ -116,9 +121,13 @@ DNS_ASSERT_SLOT(SessionGetInputTypeInfo, 33);
 DNS_ASSERT_SLOT(SessionGetOutputTypeInfo, 34);
 DNS_ASSERT_SLOT(SessionGetInputName, 36);
 DNS_ASSERT_SLOT(SessionGetOutputName, 37);
+DNS_ASSERT_SLOT(CreateTensorAsOrtValue, 48);
 DNS_ASSERT_SLOT(CreateTensorWithDataAsOrtValue, 49);
 DNS_ASSERT_SLOT(IsTensor, 50);
 DNS_ASSERT_SLOT(GetTensorMutableData, 51);
+DNS_ASSERT_SLOT(FillStringTensor, 52);
+DNS_ASSERT_SLOT(GetStringTensorDataLength, 53);
+DNS_ASSERT_SLOT(GetStringTensorContent, 54);
 DNS_ASSERT_SLOT(CastTypeInfoToTensorInfo, 55);
 DNS_ASSERT_SLOT(GetOnnxTypeFromTypeInfo, 56);
 DNS_ASSERT_SLOT(GetTensorElementType, 60);
@@ -317,6 +326,32 @@ OrtStatus *dns_ort_create_tensor_with_data(const OrtMemoryInfo *info, void *data
     return api->CreateTensorWithDataAsOrtValue(info, data, byte_count, shape, rank, element_type, out);
 }
 OrtStatus *dns_ort_tensor_mutable_data(OrtValue *value, void **out) { return api->GetTensorMutableData(value, out); }
+
+OrtStatus *dns_ort_create_string_tensor(const int64_t *shape, size_t rank, const char *const *strings, size_t count,
+                                        OrtValue **out) {
+    OrtAllocator *allocator = NULL;
+    OrtStatus *status = api->GetAllocatorWithDefaultOptions(&allocator);
+    if (status != NULL) return status;
+    OrtValue *value = NULL;
+    status = api->CreateTensorAsOrtValue(allocator, shape, rank, 8 /* STRING */, &value);
+    if (status != NULL) return status;
+    status = api->FillStringTensor(value, strings, count);
+    if (status != NULL) {
+        api->ReleaseValue(value);
+        return status;
+    }
+    *out = value;
+    return NULL;
+}
+
+OrtStatus *dns_ort_string_tensor_data_length(const OrtValue *value, size_t *out) {
+    return api->GetStringTensorDataLength(value, out);
+}
+
+OrtStatus *dns_ort_string_tensor_content(const OrtValue *value, void *data, size_t data_length, size_t *offsets,
+                                         size_t offsets_count) {
+    return api->GetStringTensorContent(value, data, data_length, offsets, offsets_count);
+}
 OrtStatus *dns_ort_value_type_and_shape(const OrtValue *value, OrtTensorTypeAndShapeInfo **out) {
     return api->GetTensorTypeAndShape(value, out);
 }

@@ -95,8 +95,13 @@ public struct RequestTemplate: Sendable {
             inputs: described, outputs: outputs, format: format, batchSize: batchSize, seed: seed)
     }
 
-    /// Plausible values of a type as little-endian bytes: floats in [0, 1), small integers, booleans.
+    /// Plausible values of a type as little-endian bytes: floats in [0, 1), small integers, booleans;
+    /// for BYTES, one-digit decimal strings in KServe's binary layout.
     static func sampleBytes(type: DataType, count: Int, using generator: inout SplitMix64) -> [UInt8] {
+        if type == .bytes {
+            let digits = (0..<count).map { _ in Array(String(UInt64.random(in: 0..<10, using: &generator)).utf8) }
+            return (try? BytesElements.serialize(digits)) ?? []
+        }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count * type.byteSize)
         for _ in 0..<count {
@@ -126,6 +131,10 @@ public struct RequestTemplate: Sendable {
 
     /// The JSON `data` array for bytes made by ``sampleBytes(type:count:using:)``.
     static func jsonValues(type: DataType, bytes: [UInt8]) -> [Any] {
+        if type == .bytes {
+            let elements = bytes.withUnsafeBytes { (try? BytesElements.elements(in: $0)) ?? [] }
+            return elements.map { String(decoding: $0, as: UTF8.self) }
+        }
         let size = type.byteSize
         return stride(from: 0, to: bytes.count, by: size).map { offset -> Any in
             let slice = bytes[offset..<offset + size]

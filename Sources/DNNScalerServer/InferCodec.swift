@@ -275,9 +275,15 @@ enum InferCodec {
                 }
                 shape.append(Int(number.doubleValue))
             }
-            let byteCount: Int
+            // BYTES has no size per element: its byte count comes with its data (nil here).
+            let byteCount: Int?
             do {
-                byteCount = try Shape.byteCount(shape, dataType: dataType)
+                if dataType.isVariableLength {
+                    _ = try Shape.elementCount(shape)  // the shape's checks
+                    byteCount = nil
+                } else {
+                    byteCount = try Shape.byteCount(shape, dataType: dataType)
+                }
             } catch {
                 throw .badRequest("input '\(name)': \(error)")
             }
@@ -290,12 +296,13 @@ enum InferCodec {
                         "input '\(name)': give shared_memory_region or data/binary_data_size, not both")
                 }
                 inputs[name] = try reference.inputTensor(
-                    dataType: dataType, shape: shape, byteCount: byteCount, what: "input '\(name)'")
+                    dataType: dataType, shape: shape, byteCount: byteCount ?? reference.byteSize,
+                    what: "input '\(name)'")
             } else if let size = inputParameters["binary_data_size"] {
                 guard let binarySize = JSONValues.integer(size), binarySize >= 0 else {
                     throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer")
                 }
-                guard binarySize == byteCount else {
+                if let byteCount, binarySize != byteCount {
                     throw .badRequest(
                         "input '\(name)': binary_data_size \(binarySize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
                     )
@@ -308,7 +315,8 @@ enum InferCodec {
                     binaryRemaining = available - binarySize
                 }
                 binaryInputs.append(
-                    PendingBinaryInput(name: name, dataType: dataType, shape: shape, byteCount: byteCount))
+                    PendingBinaryInput(name: name, dataType: dataType, shape: shape, byteCount: byteCount ?? binarySize)
+                )
             } else {
                 guard let data = input["data"] else {
                     throw .badRequest("input '\(name)' has neither 'data' nor binary_data_size")
@@ -395,6 +403,15 @@ enum InferCodec {
             case .fp16, .bf16:
                 throw ServerError.badRequest(
                     "input '\(name)': \(dataType) cannot be sent as JSON; use binary tensor data")
+            case .bytes:
+                return try Tensor(
+                    shape: shape,
+                    byteStrings: try values { (value) throws(ServerError) -> [UInt8] in
+                        guard let text = value as? String else {
+                            throw .badRequest("input '\(name)': BYTES data must be strings, got \(describe(value))")
+                        }
+                        return Array(text.utf8)
+                    })
             }
         } catch let error as ServerError {
             throw error
@@ -500,7 +517,7 @@ enum InferCodec {
                 // No `parameters` and no `data`: Triton's clients read any output `parameters` as
                 // binary data in the body; the client knows where it asked the output to go.
                 json += "}"
-            } else if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16 {
+            } else if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16 || !jsonExpressible(tensor) {
                 json += #","parameters":{"binary_data_size":\#(tensor.byteCount)}}"#
                 binaryParts.append(tensor)
             } else {
@@ -533,7 +550,17 @@ enum InferCodec {
         case .fp32: return join(Float.self) { $0.isFinite ? "\($0)" : "null" }
         case .fp64: return join(Double.self) { $0.isFinite ? "\($0)" : "null" }
         case .fp16, .bf16: return ""
+        case .bytes:
+            return ((try? tensor.byteStrings()) ?? []).map { jsonString(String(decoding: $0, as: UTF8.self)) }
+                .joined(separator: ",")
         }
+    }
+
+    /// Whether JSON can carry the tensor's values: not for BYTES elements that are not UTF-8 text
+    /// (they go back as binary data, as FP16 and BF16 do).
+    static func jsonExpressible(_ tensor: Tensor) -> Bool {
+        guard tensor.dataType == .bytes else { return true }
+        return ((try? tensor.byteStrings()) ?? []).allSatisfy { String(validating: $0, as: UTF8.self) != nil }
     }
 
     /// A JSON string literal (quotes included) for `text`.

@@ -320,6 +320,7 @@ public struct InferenceRoutes: Sendable {
         case .bf16: "BF16"
         case .fp32: "FP32"
         case .fp64: "FP64"
+        case .bytes: "STRING"
         }
     }
 

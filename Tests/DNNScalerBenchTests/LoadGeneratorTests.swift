@@ -233,8 +233,22 @@ final class CountingEndpoint: Sendable {
         #expect(data == [6, 2])
         #expect(throws: BenchError.self) {
             _ = try RequestTemplate(
-                inputs: [(name: "s", datatype: "BYTES", shape: [1])], outputs: [], format: .binary, batchSize: 1,
+                inputs: [(name: "s", datatype: "STRING", shape: [1])], outputs: [], format: .binary, batchSize: 1,
                 seed: 1)
         }
+        // BYTES: one-digit strings, as JSON strings or in KServe's binary layout (4 + 1 bytes each).
+        let strings = try RequestTemplate(
+            inputs: [(name: "s", datatype: "BYTES", shape: [1, 3])], outputs: [], format: .json, batchSize: 1, seed: 1)
+        let stringObject = try #require(
+            try JSONSerialization.jsonObject(with: Data(strings.body.readableBytesView)) as? [String: Any])
+        let values = (stringObject["inputs"] as? [[String: Any]])?.first?["data"] as? [String]
+        #expect(values?.count == 3)
+        #expect(values?.allSatisfy { $0.count == 1 && $0.allSatisfy(\.isNumber) } == true)
+        let binaryStrings = try RequestTemplate(
+            inputs: [(name: "s", datatype: "BYTES", shape: [1, 3])], outputs: [], format: .binary, batchSize: 1,
+            seed: 1)
+        let stringsHeaderLength = try #require(
+            Int(binaryStrings.headers["Inference-Header-Content-Length"].first ?? ""))
+        #expect(binaryStrings.body.readableBytes == stringsHeaderLength + 15)
     }
 }

@@ -20,20 +20,34 @@ import Testing
         inputs: [
             TensorSpec(name: "INPUT0", dataType: .int32, shape: [-1, 4]),
             TensorSpec(name: "INPUT1", dataType: .fp32, shape: [-1, 2]),
+            TensorSpec(name: "text", dataType: .bytes, shape: [-1, 2]),
         ],
         outputs: [TensorSpec(name: "OUTPUT0", dataType: .int32, shape: [-1, 4])])
+
+    /// Whether a decoded tensor's bytes are what its shape holds: the exact byte count, or for
+    /// BYTES as many well-formed elements.
+    static func wellFormed(_ tensor: Tensor) -> Bool {
+        guard tensor.dataType == .bytes else {
+            return tensor.byteCount == tensor.shape.reduce(1, *) * tensor.dataType.byteSize
+        }
+        return (try? tensor.byteStrings().count) == tensor.shape.reduce(1, *)
+    }
 
     /// Valid requests: (body, header length) pairs.
     static func seeds() -> [([UInt8], Int?)] {
         let json =
             #"{"id":"a","inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"INT32","data":[1,2,3,4]},"#
-            + #"{"name":"INPUT1","shape":[1,2],"datatype":"FP32","data":[[0.5,1e3]]}],"#
+            + #"{"name":"INPUT1","shape":[1,2],"datatype":"FP32","data":[[0.5,1e3]]},"#
+            + #"{"name":"text","shape":[1,2],"datatype":"BYTES","data":["ab","\u00e9"]}],"#
             + #""outputs":[{"name":"OUTPUT0"}],"parameters":{"timeout":1000}}"#
         let header =
             #"{"inputs":[{"name":"INPUT0","shape":[2,4],"datatype":"INT32","#
             + #""parameters":{"binary_data_size":32}},{"name":"INPUT1","shape":[2,2],"datatype":"FP32","#
-            + #""parameters":{"binary_data_size":16}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]}"#
-        let binary = Array(header.utf8) + (0..<48).map { UInt8($0) }
+            + #""parameters":{"binary_data_size":16}},{"name":"text","shape":[2,2],"datatype":"BYTES","#
+            + #""parameters":{"binary_data_size":20}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]}"#
+        // BYTES: per element a 4-byte length, then its bytes (prefixes the mutations can break).
+        let strings: [UInt8] = [1, 0, 0, 0, 0x61, 0, 0, 0, 0, 3, 0, 0, 0, 0x62, 0x63, 0x64, 0, 0, 0, 0]
+        let binary = Array(header.utf8) + (0..<48).map { UInt8($0) } + strings
         return [(Array(json.utf8), nil), (binary, header.utf8.count)]
     }
 
@@ -134,7 +148,7 @@ import Testing
                 )
                 #expect(tensor.dataType == spec.dataType)
                 #expect(spec.accepts(shape: tensor.shape))
-                #expect(tensor.byteCount == tensor.shape.reduce(1, *) * tensor.dataType.byteSize)
+                #expect(Self.wellFormed(tensor))
             }
         }
         let seconds = Double((ContinuousClock.now - started).components.seconds)
@@ -172,7 +186,16 @@ import Testing
                 $0.shape = [2, 2]
             },
         ]
-        raw.rawInputContents = [Data((0..<32).map { UInt8($0) }), Data((0..<16).map { UInt8($0) })]
+        raw.inputs.append(
+            .with {
+                $0.name = "text"
+                $0.datatype = "BYTES"
+                $0.shape = [1, 2]
+            })
+        raw.rawInputContents = [
+            Data((0..<32).map { UInt8($0) }), Data((0..<16).map { UInt8($0) }),
+            Data([2, 0, 0, 0, 0x61, 0x62, 0, 0, 0, 0]),
+        ]
         raw.outputs = [.with { $0.name = "OUTPUT0" }]
         raw.parameters["timeout"] = .with { $0.int64Param = 5000 }
         var typed = Inference_ModelInferRequest()
@@ -189,6 +212,12 @@ import Testing
                 $0.datatype = "FP32"
                 $0.shape = [1, 2]
                 $0.contents.fp32Contents = [0.5, 1e3]
+            },
+            .with {
+                $0.name = "text"
+                $0.datatype = "BYTES"
+                $0.shape = [1, 2]
+                $0.contents.bytesContents = [Data("ab".utf8), Data()]
             },
         ]
         return [try raw.serializedBytes(), try typed.serializedBytes()]
@@ -238,7 +267,7 @@ import Testing
                 let spec = try #require(Self.metadata.inputs.first { $0.name == name })
                 #expect(tensor.dataType == spec.dataType)
                 #expect(spec.accepts(shape: tensor.shape))
-                #expect(tensor.byteCount == tensor.shape.reduce(1, *) * tensor.dataType.byteSize)
+                #expect(Self.wellFormed(tensor))
             }
         }
         let seconds = Double((ContinuousClock.now - started).components.seconds)
@@ -289,7 +318,8 @@ import Testing
             streaming: Self.chunks(seed, cuts: Array(0..<seed.count)), headerLength: headerLength, maxBodyBytes: 1 << 20
         )
         #expect(byteByByte.request.inputs == whole.request.inputs)
-        #expect(byteByByte.request.inputs["INPUT1"]?.bytes == Array(seed[(headerLength + 32)...]))
+        #expect(byteByByte.request.inputs["INPUT1"]?.bytes == Array(seed[(headerLength + 32)..<(headerLength + 48)]))
+        #expect(byteByByte.request.inputs["text"]?.bytes == Array(seed[(headerLength + 48)...]))
         do {
             _ = try await InferCodec.decode(
                 streaming: Self.chunks(seed, cuts: [10]), headerLength: headerLength, maxBodyBytes: seed.count - 1)

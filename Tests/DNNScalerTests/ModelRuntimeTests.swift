@@ -138,6 +138,41 @@ import Testing
         #expect(runtime.snapshot().statistics.failure.count == 1)
     }
 
+    @Test func aRequestThatFailsItsBatchFailsAloneAndTheOthersAreAnswered() async throws {
+        // Eight requests wait for one batch (20 ms queue delay); one holds digits that are no
+        // number, which fails string_echo's Cast for the whole batch. Run again one by one, only
+        // that request fails.
+        let runtime = try Self.runtime("string_echo", batch: 8, instances: 1, delayMs: 20)
+        defer { runtime.drainAndStop() }
+        let outcomes = try await withThrowingTaskGroup(of: (Int, [Float]?).self) { group in
+            for index in 0..<8 {
+                group.addTask {
+                    let digits = index == 5 ? ["not a number", "1"] : ["\(index)", "\(index).5"]
+                    let strings = { (values: [String]) in
+                        try Tensor(shape: [1, 2], byteStrings: values.map { Array($0.utf8) })
+                    }
+                    let request = InferenceRequest(
+                        id: "\(index)", inputs: ["text": try strings(["t", "u"]), "digits": try strings(digits)])
+                    let response: InferenceResponse
+                    do throws(SchedulingError) {
+                        response = try await runtime.infer(request)
+                    } catch {
+                        return (index, nil)
+                    }
+                    return (index, try response.outputs.first { $0.name == "number" }?.tensor.values(as: Float.self))
+                }
+            }
+            return try await group.reduce(into: [Int: [Float]?]()) { $0[$1.0] = $1.1 }
+        }
+        for index in 0..<8 where index != 5 {
+            #expect(outcomes[index] == [Float(index), Float(index) + 0.5], "request \(index)")
+        }
+        #expect(outcomes[5] == .some(nil))
+        let statistics = runtime.snapshot().statistics
+        #expect(statistics.failure.count == 1)
+        #expect(statistics.success.count == 7)
+    }
+
     @Test func aFullQueueShedsWithAClearError() async throws {
         // One instance, batch 1, a queue of 2: a burst of 40 must see refusals, and every request
         // gets exactly one answer.

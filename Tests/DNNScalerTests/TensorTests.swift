@@ -47,7 +47,10 @@ import Testing
 
     @Test(arguments: DataType.allCases)
     func everyDataTypeRoundTripsThroughBytes(dataType: DataType) throws {
-        let bytes = (0..<(3 * dataType.byteSize)).map { UInt8(truncatingIfNeeded: $0 * 37 + 1) }
+        let bytes =
+            dataType == .bytes
+            ? try BytesElements.serialize([[1, 2], [], [3]])
+            : (0..<(3 * dataType.byteSize)).map { UInt8(truncatingIfNeeded: $0 * 37 + 1) }
         let tensor = try Tensor(dataType: dataType, shape: [3], bytes: bytes)
         #expect(tensor.bytes == bytes)
         #expect(tensor.dataType == dataType)
@@ -109,6 +112,54 @@ import Testing
         let tensor = try Tensor(shape: [3, 1], values: [Float(1), 2, 3])
         #expect(throws: TensorError.splitMismatch(batchSizes: [1, 1], batchDimension: 3)) {
             try tensor.splittingBatches([1, 1])
+        }
+    }
+}
+
+/// BYTES tensors: KServe's layout (4-byte little-endian length, then the bytes, per element).
+@Suite struct BytesTensorLayoutTests {
+    @Test func elementsRoundTripAndMalformedDataIsNamed() throws {
+        let elements: [[UInt8]] = [Array("a".utf8), [], Array("ünï".utf8), [0, 0xFF]]
+        let data = try BytesElements.serialize(elements)
+        #expect(data.count == 4 * 4 + 1 + 0 + 5 + 2)
+        #expect(Array(data.prefix(5)) == [1, 0, 0, 0, 0x61])
+        let tensor = try Tensor(dataType: .bytes, shape: [2, 2], bytes: data)
+        #expect(tensor.elementCount == 4)
+        #expect(try tensor.byteStrings() == elements)
+        #expect(try Tensor(shape: [2, 2], byteStrings: elements) == tensor)
+        #expect(throws: TensorError.self) { try Tensor(dataType: .bytes, shape: [2, 3], bytes: data) }
+        #expect(throws: TensorError.self) { try Tensor(dataType: .bytes, shape: [1, 1], bytes: [4, 0, 0, 0, 1]) }
+        #expect(throws: TensorError.self) { try Tensor(dataType: .bytes, shape: [1], bytes: [1, 0, 0]) }
+        #expect(throws: TensorError.variableLength(.bytes)) { try Shape.byteCount([2], dataType: .bytes) }
+        let empty = try Tensor.zeros(dataType: .bytes, shape: [3])
+        #expect(try empty.byteStrings() == [[], [], []])
+    }
+
+    @Test func batchesOfStringsOfDifferentLengthsConcatenateAndSplitBack() throws {
+        let first = try Tensor(shape: [1, 2], byteStrings: [Array("1".utf8), Array("22".utf8)])
+        let second = try Tensor(
+            shape: [2, 2], byteStrings: [[], Array("4444".utf8), Array("5".utf8), Array("666666".utf8)])
+        let third = try Tensor(shape: [1, 2], byteStrings: [Array("7".utf8), []])
+        let batch = try Tensor.concatenatingBatches([first, second, third])
+        #expect(batch.shape == [4, 2])
+        #expect(try batch.byteStrings().count == 8)
+        let parts = try batch.splittingBatches([1, 2, 1])
+        #expect(parts == [first, second, third])
+    }
+
+    @Test func onnxRuntimeEchoesAndParsesStrings() throws {
+        let instance = try TestSupport.model("string_echo").makeInstance(threads: 1)
+        let text = try Tensor(shape: [2, 2], byteStrings: ["a", "", "ünï", "x y"].map { Array($0.utf8) })
+        let digits = try Tensor(shape: [2, 2], byteStrings: ["3.5", "-1", "1e2", "0"].map { Array($0.utf8) })
+        let outputs = try instance.run(["text": text, "digits": digits], outputNames: nil)
+        #expect(try outputs["echo"]?.byteStrings() == ["a", "", "ünï", "x y"].map { Array($0.utf8) })
+        #expect(try outputs["number"]?.values(as: Float.self) == [3.5, -1, 100, 0])
+        #expect(outputs["echo"]?.shape == [2, 2])
+        // ONNX Runtime strings end at a NUL: validation refuses such an element before any batch.
+        let nul = try Tensor(shape: [1, 2], byteStrings: [[0x31, 0, 0x32], Array("3".utf8)])
+        #expect(throws: BackendError.self) {
+            try TestSupport.model("string_echo").metadata.validate(
+                inputs: ["text": nul, "digits": digits], outputNames: nil)
         }
     }
 }

@@ -5,9 +5,9 @@
 #   tests/interop/run_interop.sh                                   # .build/debug/dnnscaler
 #   DNNSCALER_BIN=.build/release/dnnscaler tests/interop/run_interop.sh
 #
-# Starts the server on free ports with simple,tiny_cnn,linear_hand, waits until it is ready,
-# then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4, system shared memory) and gRPC (unary,
-# batch 4, streaming, system shared memory), tests/interop/tritonclient_roundtrip.py and
+# Starts the server on free ports with simple,tiny_cnn,linear_hand,string_echo, waits until it is
+# ready, then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4, system shared
+# memory, BYTES binary and JSON) and gRPC (unary, batch 4, streaming, system shared memory, BYTES), tests/interop/tritonclient_roundtrip.py and
 # tests/interop/tritonclient_grpc_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
 # checks a clean exit (0 within 30 s). Needs scripts/setup (models) and scripts/setup_clients
 # (.venv-client with tritonclient and perf_analyzer). Prints `N passed, M failed` last and
@@ -24,7 +24,7 @@ BIN="${DNNSCALER_BIN:-.build/debug/dnnscaler}"
 CLIENT_VENV="${DNNSCALER_CLIENT_VENV:-$ROOT/.venv-client}"
 REPO="${DNNSCALER_MODEL_REPOSITORY:-$ROOT/model_repository}"
 READY_TIMEOUT="${INTEROP_READY_TIMEOUT:-120}"
-MODELS="simple,tiny_cnn,linear_hand"
+MODELS="simple,tiny_cnn,linear_hand,string_echo"
 
 PASSED=0
 FAILED=0
@@ -159,13 +159,13 @@ run_pa() {
   local out="$WORK/pa-$name.txt" csv="$WORK/pa-$name.csv"
   say "perf_analyzer $name: $*"
   rm -f "$csv"
-  "$PA" -m simple -p 1000 --max-trials 5 -s 100 -f "$csv" "$@" >"$out" 2>&1
+  "$PA" -m "${PA_MODEL:-simple}" -p 1000 --max-trials 5 -s 100 -f "$csv" "$@" >"$out" 2>&1
   local rc=$?
   if grep -q 'Failed to obtain stable measurement' "$out" && ! grep -q 'had error' "$out"; then
     # A busy machine, not the protocol: once more with the stability check all but off.
     say "perf_analyzer $name: no stable measurement; retrying with -s 1000"
     rm -f "$csv"
-    "$PA" -m simple -p 1000 --max-trials 5 -s 1000 -f "$csv" "$@" >"$out" 2>&1
+    "$PA" -m "${PA_MODEL:-simple}" -p 1000 --max-trials 5 -s 1000 -f "$csv" "$@" >"$out" 2>&1
     rc=$?
   fi
   local rows=0
@@ -185,6 +185,10 @@ run_pa grpc 4 -i grpc -u "$GRPC_URL" --concurrency-range 1:4
 run_pa grpc-batch4 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 -b 4
 run_pa grpc-streaming 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 --streaming --async
 run_pa grpc-shared-memory 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 --shared-memory system
+# BYTES tensors (string_echo): every string "7", which its Cast parses.
+PA_MODEL=string_echo run_pa bytes 2 -u "$URL" --concurrency-range 1:2 --string-data 7
+PA_MODEL=string_echo run_pa bytes-json 2 -u "$URL" --concurrency-range 1:2 --string-data 7 --input-tensor-format json --output-tensor-format json
+PA_MODEL=string_echo run_pa grpc-bytes 2 -i grpc -u "$GRPC_URL" --concurrency-range 1:2 --string-data 7
 
 # --- tritonclient ---------------------------------------------------------------------------
 say "tritonclient round trips"

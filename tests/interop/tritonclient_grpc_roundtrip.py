@@ -2,7 +2,7 @@
 """Round trips through Triton's own Python gRPC client (tritonclient.grpc 2.51.0).
 
 Run with the client venv (scripts/setup_clients), against a server whose gRPC port serves at
-least `simple` and `linear_hand`:
+least `simple`, `linear_hand` and `string_echo`:
 
     .venv-client/bin/python tests/interop/tritonclient_grpc_roundtrip.py --url 127.0.0.1:8001
 
@@ -140,6 +140,19 @@ def main():
     for rows in (1, 5, 64):
         c.run(f"infer linear_hand {rows} rows", lambda r=rows: infer_linear(r))
 
+    def infer_strings():
+        text = np.array([[b"a", "\u00fcn\u00ef".encode()], [b"", b"x y"]], dtype=np.object_)
+        digits = np.array([[b"2.5", b"-10"], [b"1e3", b"0.125"]], dtype=np.object_)
+        inputs = [grpcclient.InferInput("text", [2, 2], "BYTES"), grpcclient.InferInput("digits", [2, 2], "BYTES")]
+        inputs[0].set_data_from_numpy(text)
+        inputs[1].set_data_from_numpy(digits)
+        res = client.infer("string_echo", inputs)
+        echo = res.as_numpy("echo")
+        expect(echo is not None and list(echo.ravel()) == list(text.ravel()), f"echo {echo}")
+        expect_array(res.as_numpy("number"), np.array([[2.5, -10], [1000, 0.125]], dtype=np.float32), "number")
+
+    c.run("infer string_echo BYTES", infer_strings)
+
     def typed_contents():
         # InferTensorContents instead of raw_input_contents (tritonclient always sends raw).
         request = service_pb2.ModelInferRequest(model_name="linear_hand")
@@ -197,7 +210,8 @@ def main():
         ("wrong datatype", request(datatype="INT64", raw=np.zeros((1, 3), dtype=np.int64).tobytes()), grpc.StatusCode.INVALID_ARGUMENT, "x"),
         ("wrong shape", request(shape=(1, 4)), grpc.StatusCode.INVALID_ARGUMENT, "shape"),
         ("short raw contents", request(raw=b"\0" * 5), grpc.StatusCode.INVALID_ARGUMENT, "raw_input_contents has 5 bytes"),
-        ("unsupported datatype", request(datatype="BYTES"), grpc.StatusCode.INVALID_ARGUMENT, "unsupported datatype"),
+        ("unsupported datatype", request(datatype="FP8"), grpc.StatusCode.INVALID_ARGUMENT, "unsupported datatype"),
+        ("datatype not the model's", request(datatype="BYTES"), grpc.StatusCode.INVALID_ARGUMENT, "must be FP32, got BYTES"),
         ("overflowing shape", request(shape=(2**40, 2**40), raw=b""), grpc.StatusCode.INVALID_ARGUMENT, "x"),
         ("no model name", service_pb2.ModelInferRequest(), grpc.StatusCode.INVALID_ARGUMENT, "names no model"),
     ]

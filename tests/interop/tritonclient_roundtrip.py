@@ -2,7 +2,7 @@
 """Round trips through Triton's own Python HTTP client (tritonclient.http 2.51.0).
 
 Run with the client venv (scripts/setup_clients), against a server that serves at least
-`simple` and `linear_hand` (tiny_cnn is checked when it is loaded):
+`simple`, `linear_hand` and `string_echo` (tiny_cnn is checked when it is loaded):
 
     .venv-client/bin/python tests/interop/tritonclient_roundtrip.py --url 127.0.0.1:8000
 
@@ -196,6 +196,25 @@ def main():
     c.run("infer linear_hand by hand", linear_by_hand)
     for rows, binary in ((1, True), (5, True), (5, False), (17, True), (64, False)):
         c.run(f"infer linear_hand {rows} rows {'binary' if binary else 'JSON'}", lambda r=rows, b=binary: infer_linear(r, b))
+
+    # --- string_echo: BYTES tensors (numpy object arrays) both ways ----------------------
+    def infer_strings(binary):
+        text = np.array([[b"a", "\u00fcn\u00ef".encode()], [b"", b"x y"], [b"7", b"tab\there"]], dtype=np.object_)
+        digits = np.array([[b"2.5", b"-10"], [b"1e3", b"0.125"], [b"0", b"-0.5"]], dtype=np.object_)
+        inputs = [httpclient.InferInput("text", [3, 2], "BYTES"), httpclient.InferInput("digits", [3, 2], "BYTES")]
+        inputs[0].set_data_from_numpy(text, binary_data=binary)
+        inputs[1].set_data_from_numpy(digits, binary_data=binary)
+        res = client.infer("string_echo", inputs, outputs=[
+            httpclient.InferRequestedOutput("echo", binary_data=binary),
+            httpclient.InferRequestedOutput("number", binary_data=binary)])
+        echo = res.as_numpy("echo")
+        expect(echo is not None and echo.shape == (3, 2), f"echo shape {None if echo is None else echo.shape}")
+        got = [e if isinstance(e, bytes) else str(e).encode() for e in echo.ravel()]
+        expect(got == list(text.ravel()), f"echo {got}, expected {list(text.ravel())}")
+        expect_array(res.as_numpy("number"), np.array([[2.5, -10], [1000, 0.125], [0, -0.5]], dtype=np.float32), "number")
+
+    for binary in (True, False):
+        c.run(f"infer string_echo BYTES {'binary' if binary else 'JSON'}", lambda b=binary: infer_strings(b))
 
     # --- tiny_cnn (if loaded): shape and probabilities -----------------------------------
     def tiny_cnn():

@@ -110,6 +110,15 @@ void dns_ort_release_memory_info(OrtMemoryInfo *info);
 OrtStatus *dns_ort_create_tensor_with_data(const OrtMemoryInfo *info, void *data, size_t byte_count,
                                            const int64_t *shape, size_t rank, int element_type, OrtValue **out);
 OrtStatus *dns_ort_tensor_mutable_data(OrtValue *value, void **out);
+/// A STRING tensor of `shape` holding copies of `count` NUL-terminated `strings` (row-major), in
+/// memory ONNX Runtime allocates; ONNX Runtime strings end at their first NUL.
+OrtStatus *dns_ort_create_string_tensor(const int64_t *shape, size_t rank, const char *const *strings, size_t count,
+                                        OrtValue **out);
+/// The total bytes of a STRING tensor's elements (without terminators).
+OrtStatus *dns_ort_string_tensor_data_length(const OrtValue *value, size_t *out);
+/// Copies a STRING tensor's elements back to back into `data` and each one's start into `offsets`.
+OrtStatus *dns_ort_string_tensor_content(const OrtValue *value, void *data, size_t data_length, size_t *offsets,
+                                         size_t offsets_count);
 /// The caller releases the returned info with `dns_ort_release_tensor_type_and_shape_info`.
 OrtStatus *dns_ort_value_type_and_shape(const OrtValue *value, OrtTensorTypeAndShapeInfo **out);
 OrtStatus *dns_ort_value_is_tensor(const OrtValue *value, int *out);

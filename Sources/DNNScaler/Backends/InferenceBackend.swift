@@ -87,6 +87,21 @@ extension ModelMetadata {
             guard spec.accepts(shape: tensor.shape) else {
                 throw .shapeMismatch(input: spec.name, expected: spec.shape, actual: tensor.shape)
             }
+            if tensor.dataType == .bytes {
+                // ONNX Runtime keeps strings NUL-terminated: an element with a NUL would be cut
+                // short without a word, so it is refused here, before it can share a batch.
+                let elements: [[UInt8]]
+                do {
+                    elements = try tensor.byteStrings()
+                } catch {
+                    throw .invalidTensor(error)
+                }
+                if let index = elements.firstIndex(where: { $0.contains(0) }) {
+                    throw .invalidArgument(
+                        "input '\(spec.name)': BYTES element \(index) contains a NUL byte, which ONNX Runtime strings cannot hold"
+                    )
+                }
+            }
         }
         for name in outputNames ?? [] where !outputs.contains(where: { $0.name == name }) {
             throw .unknownOutput(name: name, model: self.name, expected: outputs.map(\.name))

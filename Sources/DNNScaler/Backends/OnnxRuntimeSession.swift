@@ -124,6 +124,10 @@ final class OnnxRuntimeSession: @unchecked Sendable {
         for tensor in tensors {
             var value: OpaquePointer?
             let shape = tensor.shape.map(Int64.init)
+            if tensor.dataType == .bytes {
+                values.append(try Self.stringValue(tensor, shape: shape))
+                continue
+            }
             try tensor.withUnsafeBytes { (bytes) throws(BackendError) in
                 // ONNX Runtime does not write input tensors; the mutable cast is what its C API takes.
                 let data = UnsafeMutableRawPointer(mutating: bytes.baseAddress)
@@ -162,7 +166,60 @@ final class OnnxRuntimeSession: @unchecked Sendable {
         return results
     }
 
-    /// Wraps an output value as a tensor that owns it (no copy).
+    /// A STRING value holding a copy of a BYTES tensor's elements (ONNX Runtime keeps strings in
+    /// its own memory). Elements must hold no NUL byte (``ModelMetadata/validate`` refuses them).
+    private static func stringValue(_ tensor: Tensor, shape: [Int64]) throws(BackendError) -> OpaquePointer? {
+        let elements: [[UInt8]]
+        do {
+            elements = try tensor.byteStrings()
+        } catch {
+            throw .invalidTensor(error)
+        }
+        // All elements back to back, each with its terminator, and a pointer to each start.
+        var text = [CChar]()
+        text.reserveCapacity(elements.reduce(0) { $0 + $1.count + 1 })
+        var starts: [Int] = []
+        starts.reserveCapacity(elements.count)
+        for element in elements {
+            starts.append(text.count)
+            text.append(contentsOf: element.map { CChar(bitPattern: $0) })
+            text.append(0)
+        }
+        var value: OpaquePointer?
+        let status = text.withUnsafeBufferPointer { characters in
+            let base = characters.baseAddress
+            let pointers: [UnsafePointer<CChar>?] = starts.map { start in base.map { $0 + start } }
+            return dns_ort_create_string_tensor(shape, shape.count, pointers, pointers.count, &value)
+        }
+        try OnnxRuntime.check(status)
+        return value
+    }
+
+    /// Copies a STRING output into a BYTES tensor (and releases the value).
+    private static func copyStrings(_ output: OpaquePointer, shape: [Int], name: String) throws(BackendError) -> Tensor
+    {
+        let count: Int
+        do {
+            count = try Shape.elementCount(shape)
+        } catch {
+            throw .invalidTensor(error)
+        }
+        var length = 0
+        try OnnxRuntime.check(dns_ort_string_tensor_data_length(output, &length))
+        var content = [UInt8](repeating: 0, count: max(1, length))
+        var offsets = [Int](repeating: 0, count: max(1, count))
+        try OnnxRuntime.check(dns_ort_string_tensor_content(output, &content, length, &offsets, count))
+        let elements = (0..<count).map { index in
+            Array(content[offsets[index]..<(index + 1 < count ? offsets[index + 1] : length)])
+        }
+        do {
+            return try Tensor(shape: shape, byteStrings: elements)
+        } catch {
+            throw .runtimeFailed(message: "output '\(name)': \(error)")
+        }
+    }
+
+    /// Wraps an output value as a tensor that owns it (no copy; BYTES outputs are copied).
     private static func adoptOutput(_ output: OpaquePointer?, name: String) throws(BackendError) -> Tensor {
         guard let output else { throw .runtimeFailed(message: "ONNX Runtime returned no value for '\(name)'") }
         let value = OwnedValue(output)
@@ -173,6 +230,11 @@ final class OnnxRuntimeSession: @unchecked Sendable {
         let (elementType, shape) = try typeAndShape(info)
         guard let dataType = DataType(onnxElementType: elementType) else {
             throw .runtimeFailed(message: "output '\(name)' has ONNX element type \(elementType), not served")
+        }
+        if dataType == .bytes {
+            return try withExtendedLifetime(value) { () throws(BackendError) in
+                try copyStrings(output, shape: shape, name: name)
+            }
         }
         let byteCount: Int
         do {

@@ -218,6 +218,14 @@ public struct Profiler: Sendable {
                 dimension >= 0 ? dimension : (index == 0 ? batchSize : 1)
             }
             do {
+                if spec.dataType == .bytes {
+                    // Short decimal strings: what a text model that parses numbers accepts.
+                    let elements = (0..<(try Shape.elementCount(shape))).map { _ in
+                        Array(String(generator.next() % 10).utf8)
+                    }
+                    inputs[spec.name] = try Tensor(shape: shape, byteStrings: elements)
+                    continue
+                }
                 let count = try Shape.byteCount(shape, dataType: spec.dataType)
                 var bytes = [UInt8](repeating: 0, count: count)
                 if spec.dataType == .fp32 {

@@ -422,6 +422,13 @@ public final class ModelRuntime: @unchecked Sendable {
             inferDone = clock.now
             outcome = .failure(error)
         }
+        if case .failure = outcome, batch.count > 1 {
+            // One request's data can fail a whole batch (a string ONNX Runtime cannot parse, a
+            // reshape that does not divide): run each request alone, so that only its own fails
+            // and the others, batched with it by chance, are still answered.
+            for pending in batch { execute([pending], on: instance) }
+            return
+        }
         let finished = clock.now
         let inputNs = Self.nanoseconds(started.duration(to: inputDone))
         let inferNs = Self.nanoseconds(inputDone.duration(to: inferDone))

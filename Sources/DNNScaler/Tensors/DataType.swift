@@ -13,16 +13,25 @@ public enum DataType: String, Sendable, CaseIterable, Codable, CustomStringConve
     case bf16 = "BF16"
     case fp32 = "FP32"
     case fp64 = "FP64"
+    /// Byte strings of any length (ONNX `STRING`). A tensor of them is laid out as KServe's binary
+    /// form: per element, in row-major order, a 4-byte little-endian length and then its bytes.
+    case bytes = "BYTES"
 
-    /// Bytes per element in the contiguous little-endian layout (BOOL is one byte).
+    /// Bytes per element in the contiguous little-endian layout (BOOL is one byte); 0 for
+    /// ``bytes``, whose elements have no fixed size (see ``isVariableLength``).
     public var byteSize: Int {
         switch self {
         case .bool, .uint8, .int8: 1
         case .uint16, .int16, .fp16, .bf16: 2
         case .uint32, .int32, .fp32: 4
         case .uint64, .int64, .fp64: 8
+        case .bytes: 0
         }
     }
+
+    /// Whether elements have no fixed size (``bytes``): byte counts then come from the data, not
+    /// from the shape.
+    public var isVariableLength: Bool { self == .bytes }
 
     /// The KServe v2 name, e.g. `FP32`.
     public var description: String { rawValue }
@@ -48,6 +57,7 @@ public enum DataType: String, Sendable, CaseIterable, Codable, CustomStringConve
         case .uint32: 12
         case .uint64: 13
         case .bf16: 16
+        case .bytes: 8
         }
     }
 

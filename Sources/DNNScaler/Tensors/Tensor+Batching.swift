@@ -21,7 +21,19 @@ extension Tensor {
             batch = sum
         }
         let shape = [batch] + innerShape
-        let total = try Shape.byteCount(shape, dataType: first.dataType)
+        let total: Int
+        if first.dataType.isVariableLength {
+            // Elements are laid out one after another: the parts' data, in order, is the batch's.
+            var sum = 0
+            for part in parts {
+                let (next, overflow) = sum.addingReportingOverflow(part.byteCount)
+                guard !overflow else { throw .shapeOverflow(shape: shape) }
+                sum = next
+            }
+            total = sum
+        } else {
+            total = try Shape.byteCount(shape, dataType: first.dataType)
+        }
         let buffer = TensorBuffer(count: total) { destination in
             var offset = 0
             for part in parts {
@@ -44,13 +56,23 @@ extension Tensor {
         }
         if batchSizes.count == 1 { return [self] }
         let rowBytes = batch == 0 ? 0 : byteCount / batch
+        // BYTES rows differ in size: where each element starts (and the end), from the data.
+        let elementOffsets: [Int]? =
+            dataType.isVariableLength
+            ? try withUnsafeBytes { (raw) throws(TensorError) in
+                try BytesElements.offsets(in: raw, count: Shape.elementCount(shape))
+            } : nil
+        let rowElements = batch == 0 ? 0 : elementCount / batch
         var offset = byteOffset
+        var row = 0
         var parts: [Tensor] = []
         parts.reserveCapacity(batchSizes.count)
         for size in batchSizes {
             var partShape = shape
             partShape[0] = size
-            let partBytes = size * rowBytes
+            let partBytes =
+                elementOffsets.map { $0[(row + size) * rowElements] - $0[row * rowElements] } ?? size * rowBytes
+            row += size
             parts.append(
                 Tensor(dataType: dataType, shape: partShape, buffer: buffer, byteOffset: offset, byteCount: partBytes))
             offset += partBytes

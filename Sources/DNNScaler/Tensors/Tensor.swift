@@ -24,10 +24,7 @@ public struct Tensor: Sendable {
 
     /// Builds a tensor by copying `bytes`; throws unless their count matches the shape and data type.
     public init(dataType: DataType, shape: [Int], copying bytes: UnsafeRawBufferPointer) throws(TensorError) {
-        let expected = try Shape.byteCount(shape, dataType: dataType)
-        guard bytes.count == expected else {
-            throw .byteCountMismatch(expected: expected, actual: bytes.count, dataType: dataType, shape: shape)
-        }
+        let expected = try Self.checkedByteCount(bytes, dataType: dataType, shape: shape)
         let buffer = TensorBuffer(count: expected) { destination in
             destination.copyMemory(from: bytes)
         }
@@ -40,10 +37,7 @@ public struct Tensor: Sendable {
     public init(
         dataType: DataType, shape: [Int], viewing bytes: UnsafeRawBufferPointer, owner: some AnyObject & Sendable
     ) throws(TensorError) {
-        let expected = try Shape.byteCount(shape, dataType: dataType)
-        guard bytes.count == expected else {
-            throw .byteCountMismatch(expected: expected, actual: bytes.count, dataType: dataType, shape: shape)
-        }
+        let expected = try Self.checkedByteCount(bytes, dataType: dataType, shape: shape)
         let buffer = TensorBuffer(external: bytes) { _ in withExtendedLifetime(owner) {} }
         self.init(dataType: dataType, shape: shape, buffer: buffer, byteOffset: 0, byteCount: expected)
     }
@@ -71,14 +65,56 @@ public struct Tensor: Sendable {
     }
 
     /// A tensor of `shape` whose bytes are all zero.
+    /// `bytes.count` when it is what `shape` of `dataType` needs: the shape's byte count, or for
+    /// ``DataType/bytes`` well-formed elements, as many as the shape holds.
+    static func checkedByteCount(
+        _ bytes: UnsafeRawBufferPointer, dataType: DataType, shape: [Int]
+    ) throws(TensorError) -> Int {
+        if dataType.isVariableLength {
+            _ = try BytesElements.offsets(in: bytes, count: Shape.elementCount(shape))
+            return bytes.count
+        }
+        let expected = try Shape.byteCount(shape, dataType: dataType)
+        guard bytes.count == expected else {
+            throw .byteCountMismatch(expected: expected, actual: bytes.count, dataType: dataType, shape: shape)
+        }
+        return expected
+    }
+
+    /// A ``DataType/bytes`` tensor of `shape` holding `elements` (row-major).
+    public init(shape: [Int], byteStrings elements: [[UInt8]]) throws(TensorError) {
+        let count = try Shape.elementCount(shape)
+        guard elements.count == count else {
+            throw .elementCountMismatch(expected: count, actual: elements.count, shape: shape)
+        }
+        self = try Tensor(dataType: .bytes, shape: shape, bytes: BytesElements.serialize(elements))
+    }
+
+    /// The elements of a ``DataType/bytes`` tensor, row-major.
+    public func byteStrings() throws(TensorError) -> [[UInt8]] {
+        guard dataType == .bytes else { throw .dataTypeMismatch(expected: .bytes, actual: dataType) }
+        let count = try Shape.elementCount(shape)
+        return try withUnsafeBytes { (raw) throws(TensorError) in try BytesElements.elements(in: raw, count: count) }
+    }
+
+    /// A tensor of zeros (empty strings for ``DataType/bytes``).
     public static func zeros(dataType: DataType, shape: [Int]) throws(TensorError) -> Tensor {
-        let count = try Shape.byteCount(shape, dataType: dataType)
+        var count: Int
+        if dataType.isVariableLength {
+            let overflow: Bool
+            (count, overflow) = try Shape.elementCount(shape).multipliedReportingOverflow(by: 4)
+            guard !overflow else { throw .shapeOverflow(shape: shape) }
+        } else {
+            count = try Shape.byteCount(shape, dataType: dataType)
+        }
         let buffer = TensorBuffer(count: count) { $0.initializeMemory(as: UInt8.self, repeating: 0) }
         return Tensor(dataType: dataType, shape: shape, buffer: buffer, byteOffset: 0, byteCount: count)
     }
 
     /// The number of elements.
-    public var elementCount: Int { dataType.byteSize == 0 ? 0 : byteCount / dataType.byteSize }
+    public var elementCount: Int {
+        dataType.isVariableLength ? (try? Shape.elementCount(shape)) ?? 0 : byteCount / dataType.byteSize
+    }
 
     /// The first dimension, or `nil` for a scalar.
     public var batchSize: Int? { shape.first }

@@ -16,6 +16,10 @@ public enum TensorError: Error, Equatable, Sendable, CustomStringConvertible {
     case noBatchDimension
     /// The batch sizes to split by do not add up to the tensor's batch dimension.
     case splitMismatch(batchSizes: [Int], batchDimension: Int)
+    /// BYTES data is not a sequence of (4-byte little-endian length, bytes) elements matching the shape.
+    case malformedBytes(String)
+    /// An operation that needs fixed-size elements got a BYTES tensor.
+    case variableLength(DataType)
 
     /// A one-line message for logs and clients.
     public var description: String {
@@ -36,6 +40,10 @@ public enum TensorError: Error, Equatable, Sendable, CustomStringConvertible {
             "tensor has no batch dimension (rank 0)"
         case .splitMismatch(let batchSizes, let batchDimension):
             "batch sizes \(batchSizes) do not add up to the batch dimension \(batchDimension)"
+        case .malformedBytes(let reason):
+            "BYTES data is malformed: \(reason)"
+        case .variableLength(let dataType):
+            "\(dataType) elements have no fixed size"
         }
     }
 }
@@ -54,8 +62,11 @@ public enum Shape {
         return count
     }
 
-    /// The number of bytes of a `dataType` tensor of `shape`; throws on a negative dimension or overflow.
+    /// The number of bytes of a `dataType` tensor of `shape`; throws on a negative dimension or
+    /// overflow, and for ``DataType/bytes`` (whose size comes from its data, see
+    /// ``BytesElements``).
     public static func byteCount(_ shape: [Int], dataType: DataType) throws(TensorError) -> Int {
+        guard !dataType.isVariableLength else { throw .variableLength(dataType) }
         let (bytes, overflow) = try elementCount(shape).multipliedReportingOverflow(by: dataType.byteSize)
         guard !overflow else { throw .shapeOverflow(shape: shape) }
         return bytes

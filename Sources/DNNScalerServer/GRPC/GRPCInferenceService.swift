@@ -452,6 +452,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         case .bf16: .typeBf16
         case .fp32: .typeFp32
         case .fp64: .typeFp64
+        case .bytes: .typeString
         }
     }
 }

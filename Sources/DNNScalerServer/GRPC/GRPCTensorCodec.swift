@@ -44,11 +44,12 @@ enum GRPCTensorCodec {
                 }
                 shape.append(Int(dimension))
             }
-            let byteCount: Int
+            // BYTES has no size per element: its byte count comes with its data (nil here).
+            let byteCount: Int?
             let elementCount: Int
             do {
-                byteCount = try Shape.byteCount(shape, dataType: dataType)
                 elementCount = try Shape.elementCount(shape)
+                byteCount = dataType.isVariableLength ? nil : try Shape.byteCount(shape, dataType: dataType)
             } catch {
                 throw .badRequest("input '\(name)': \(error)")
             }
@@ -57,14 +58,15 @@ enum GRPCTensorCodec {
                     throw .badRequest("input '\(name)': give shared_memory_region or contents, not both")
                 }
                 inputs[name] = try reference.inputTensor(
-                    dataType: dataType, shape: shape, byteCount: byteCount, what: "input '\(name)'")
+                    dataType: dataType, shape: shape, byteCount: byteCount ?? reference.byteSize,
+                    what: "input '\(name)'")
             } else if !raw.isEmpty {
                 if input.hasContents {
                     throw .badRequest("input '\(name)' has both contents and raw_input_contents; send one")
                 }
                 let bytes = raw[rawIndex]
                 rawIndex += 1
-                guard bytes.count == byteCount else {
+                if let byteCount, bytes.count != byteCount {
                     throw .badRequest(
                         "input '\(name)': raw_input_contents has \(bytes.count) bytes but shape \(shape) of \(dataType) needs \(byteCount)"
                     )
@@ -191,6 +193,17 @@ enum GRPCTensorCodec {
         case .fp64: return try make(contents.fp64Contents, field: "fp64_contents")
         case .fp16, .bf16:
             throw .badRequest("input '\(name)': \(dataType) tensors must be sent in raw_input_contents")
+        case .bytes:
+            guard contents.bytesContents.count == elementCount else {
+                throw .badRequest(
+                    "input '\(name)': bytes_contents holds \(contents.bytesContents.count) values but shape \(shape) needs \(elementCount)"
+                )
+            }
+            do {
+                return try Tensor(shape: shape, byteStrings: contents.bytesContents.map { Array($0) })
+            } catch {
+                throw .badRequest("input '\(name)': \(error)")
+            }
         }
     }
 

@@ -1,0 +1,68 @@
+/// The layout of ``DataType/bytes`` tensor data: per element a 4-byte little-endian length, then
+/// that many bytes, elements in row-major order (KServe v2's binary form of BYTES).
+public enum BytesElements {
+    /// The byte offset where each element's length prefix starts, plus the end offset; throws
+    /// unless `data` holds exactly `count` well-formed elements.
+    public static func offsets(in data: UnsafeRawBufferPointer, count: Int) throws(TensorError) -> [Int] {
+        var offsets: [Int] = []
+        offsets.reserveCapacity(count + 1)
+        var position = 0
+        for index in 0..<count {
+            guard data.count - position >= 4 else {
+                throw .malformedBytes(
+                    "element \(index) of \(count): \(data.count - position) bytes left, a length prefix needs 4")
+            }
+            offsets.append(position)
+            let length = Int(UInt32(littleEndian: data.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+            position += 4
+            guard data.count - position >= length else {
+                throw .malformedBytes(
+                    "element \(index) of \(count) declares \(length) bytes, \(data.count - position) are left")
+            }
+            position += length
+        }
+        guard position == data.count else {
+            throw .malformedBytes("\(data.count - position) bytes follow the \(count) elements the shape holds")
+        }
+        offsets.append(position)
+        return offsets
+    }
+
+    /// The elements of well-formed data (as checked by ``offsets(in:count:)``).
+    public static func elements(in data: UnsafeRawBufferPointer, count: Int) throws(TensorError) -> [[UInt8]] {
+        let offsets = try offsets(in: data, count: count)
+        return (0..<count).map { Array(data[(offsets[$0] + 4)..<offsets[$0 + 1]]) }
+    }
+
+    /// Every element of well-formed data, however many it holds.
+    public static func elements(in data: UnsafeRawBufferPointer) throws(TensorError) -> [[UInt8]] {
+        var elements: [[UInt8]] = []
+        var position = 0
+        while position < data.count {
+            guard data.count - position >= 4 else {
+                throw .malformedBytes("\(data.count - position) bytes left, a length prefix needs 4")
+            }
+            let length = Int(UInt32(littleEndian: data.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+            guard data.count - position - 4 >= length else {
+                throw .malformedBytes("an element declares \(length) bytes, \(data.count - position - 4) are left")
+            }
+            elements.append(Array(data[(position + 4)..<(position + 4 + length)]))
+            position += 4 + length
+        }
+        return elements
+    }
+
+    /// Lays `elements` out with their length prefixes; throws if one is longer than 2^32 - 1 bytes.
+    public static func serialize(_ elements: some Collection<some Collection<UInt8>>) throws(TensorError) -> [UInt8] {
+        var data: [UInt8] = []
+        data.reserveCapacity(elements.reduce(0) { $0 + 4 + $1.count })
+        for element in elements {
+            guard element.count <= Int(UInt32.max) else {
+                throw .malformedBytes("an element of \(element.count) bytes is longer than 2^32 - 1")
+            }
+            withUnsafeBytes(of: UInt32(element.count).littleEndian) { data.append(contentsOf: $0) }
+            data.append(contentsOf: element)
+        }
+        return data
+    }
+}
