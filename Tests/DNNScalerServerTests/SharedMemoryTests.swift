@@ -35,6 +35,16 @@ final class ClientSharedMemory: @unchecked Sendable {
         }
     }
 
+    func write(bytes: [UInt8], at offset: Int) {
+        bytes.withUnsafeBytes { raw in
+            if let start = raw.baseAddress { (pointer + offset).copyMemory(from: start, byteCount: raw.count) }
+        }
+    }
+
+    func readBytes(count: Int, at offset: Int) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: pointer + offset, count: count))
+    }
+
     func read(count: Int, at offset: Int) -> [Int32] {
         Array(UnsafeBufferPointer(start: (pointer + offset).assumingMemoryBound(to: Int32.self), count: count))
     }
@@ -154,6 +164,47 @@ final class ClientSharedMemory: @unchecked Sendable {
                 client, "/v2/models/simple/infer", Self.inferRequest(inputRegion: "aligned", outputRegion: "out"))
             #expect(response.status == .ok)
             #expect(output.read(count: 32, at: 64) == zip(a, b).map { $0 + $1 })
+        }
+    }
+
+    @Test func bytesTensorsThroughSharedMemory() async throws {
+        let memory = try ClientSharedMemory(suffix: "bytes", size: 4096)
+        let text = try BytesElements.serialize(["shared", "", "mémoire", "7"].map { Array($0.utf8) })
+        memory.write(bytes: text, at: 0)
+        let server = try await ServerTestSupport.server(models: ["string_echo"], allowClientSharedMemory: true)
+        try await ServerTestSupport.withLiveServer(server) { client in
+            var response = try await Self.post(
+                client, "/v2/systemsharedmemory/region/strings/register", ["key": memory.key, "byte_size": 4096])
+            #expect(response.status == .ok)
+            let request: [String: Any] = [
+                "inputs": [
+                    [
+                        "name": "text", "datatype": "BYTES", "shape": [2, 2],
+                        "parameters": ["shared_memory_region": "strings", "shared_memory_byte_size": text.count],
+                    ],
+                    ["name": "digits", "datatype": "BYTES", "shape": [2, 2], "data": ["1", "2", "3", "4"]],
+                ],
+                "outputs": [
+                    [
+                        "name": "echo",
+                        "parameters": [
+                            "shared_memory_region": "strings", "shared_memory_byte_size": 256,
+                            "shared_memory_offset": 1024,
+                        ],
+                    ]
+                ],
+            ]
+            response = try await Self.post(client, "/v2/models/string_echo/infer", request)
+            #expect(response.status == .ok)
+            #expect(memory.readBytes(count: text.count, at: 1024) == text)
+            // A byte size that cuts the last element short is malformed data, a 400.
+            var short = request
+            var inputs = try #require(short["inputs"] as? [[String: Any]])
+            inputs[0]["parameters"] = ["shared_memory_region": "strings", "shared_memory_byte_size": text.count - 1]
+            short["inputs"] = inputs
+            response = try await Self.post(client, "/v2/models/string_echo/infer", short)
+            #expect(response.status == .badRequest)
+            #expect(Self.error(response).contains("BYTES data is malformed"))
         }
     }
 
