@@ -4,6 +4,11 @@
 ///   at batch 1 removes an instance; below the band at the largest batch while requests queue adds
 ///   one - and a new count gets 3 s to warm up.
 /// When not backlogged it holds: the batch only grows while requests queue or are shed.
+/// Above the SLO the batch goes down, unless the tail comes from waiting for batches (over twice
+/// the batch time, or a backlog while the batch time is in the band): then it goes up by a quarter,
+/// within the largest batch that fits the SLO. On the way down it never goes below the smallest
+/// batch whose profiled throughput keeps up with the arrival rate, nor back to a limit it left as
+/// too small while the load stays.
 /// Above the SLO at batch 1 it tries the other instance counts (fewer first, then more), remembering
 /// the tail seen at each and undoing a move that made it worse. It adds instances only up to a count
 /// the profile shows faster and ``InstanceCapacityModel`` does not predict to sustain less load.
