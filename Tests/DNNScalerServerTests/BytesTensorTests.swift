@@ -200,50 +200,40 @@ import Testing
 
     @Test func concurrentClientsWithStringsOfEveryLengthGetTheirOwnOutputs() async throws {
         let server = try await ServerTestSupport.server(
-            models: ["string_echo"],
-            defaults: ModelServingOptions(
-                sloMs: 5000, policy: .static, staticBatchSize: 8, staticInstances: 2, maxQueueDelayMs: 2,
-                probeSeconds: 0.05))
+            models: ["string_echo"], defaults: ServerTestSupport.batchingOptions)
         try await ServerTestSupport.withLiveServer(server) { client in
             let port = try #require(client.port)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for connection in 0..<24 {
-                    group.addTask {
-                        let own = TestClient(host: "127.0.0.1", port: port)
-                        own.connect()
-                        defer { Task { try? await own.shutdown() } }
-                        for round in 0..<6 {
-                            // Distinct values of different lengths: requests batched together
-                            // must still get back exactly their own strings.
-                            let text = [
-                                String(repeating: "é", count: connection % 5) + "\(connection)/\(round)",
-                                String(repeating: "x", count: round * 3),
-                            ]
-                            let digits = [
-                                String(connection * 1000 + round),
-                                "-" + String(round) + "." + String(repeating: "5", count: connection % 7 + 1),
-                            ]
-                            let request: [String: Any] = [
-                                "id": "\(connection)-\(round)",
-                                "inputs": [Self.input("text", text), Self.input("digits", digits)],
-                            ]
-                            let response = try await own.execute(
-                                TestClient.Request(
-                                    "/v2/models/string_echo/infer", method: .post,
-                                    body: try ServerTestSupport.body(request)))
-                            let object = try #require(
-                                try JSONSerialization.jsonObject(
-                                    with: Data(response.body?.readableBytesView ?? ByteBuffer().readableBytesView))
-                                    as? [String: Any])
-                            #expect(object["id"] as? String == "\(connection)-\(round)")
-                            #expect(Self.output(object, "echo")?["data"] as? [String] == text)
-                            let number = Self.output(object, "number")?["data"] as? [Double]
-                            #expect(number?.map { Float($0) } == digits.map { Float($0) ?? .nan })
-                        }
-                    }
-                }
-                try await group.waitForAll()
+            // Distinct values of different lengths: requests batched together must still get back
+            // exactly their own strings.
+            @Sendable func text(_ connection: Int, _ round: Int) -> [String] {
+                [
+                    String(repeating: "é", count: connection % 5) + "\(connection)/\(round)",
+                    String(repeating: "x", count: round * 3),
+                ]
             }
+            @Sendable func digits(_ connection: Int, _ round: Int) -> [String] {
+                [
+                    String(connection * 1000 + round),
+                    "-" + String(round) + "." + String(repeating: "5", count: connection % 7 + 1),
+                ]
+            }
+            try await ServerTestSupport.concurrentJSONClients(
+                port: port, uri: "/v2/models/string_echo/infer", connections: 24, rounds: 6,
+                request: { connection, round in
+                    [
+                        "id": "\(connection)-\(round)",
+                        "inputs": [
+                            Self.input("text", text(connection, round)),
+                            Self.input("digits", digits(connection, round)),
+                        ],
+                    ]
+                },
+                check: { connection, round, object in
+                    #expect(object["id"] as? String == "\(connection)-\(round)")
+                    #expect(Self.output(object, "echo")?["data"] as? [String] == text(connection, round))
+                    let number = Self.output(object, "number")?["data"] as? [Double]
+                    #expect(number?.map { Float($0) } == digits(connection, round).map { Float($0) ?? .nan })
+                })
             try await client.execute(uri: "/v2/models/string_echo/stats", method: .get) { response in
                 let object = try #require(try ServerTestSupport.json(response) as? [String: Any])
                 let stats = try #require((object["model_stats"] as? [[String: Any]])?.first)

@@ -220,45 +220,30 @@ import Testing
 
     @Test func concurrentClientsGetTheirOwnOutputs() async throws {
         let server = try await ServerTestSupport.server(
-            models: ["linear_hand"],
-            defaults: ModelServingOptions(
-                sloMs: 5000, policy: .static, staticBatchSize: 8, staticInstances: 2, maxQueueDelayMs: 2,
-                probeSeconds: 0.05))
+            models: ["linear_hand"], defaults: ServerTestSupport.batchingOptions)
         try await ServerTestSupport.withLiveServer(server) { client in
             let port = try #require(client.port)
             // 32 connections at once, each sending 8 requests one after another, every input distinct.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for connection in 0..<32 {
-                    group.addTask {
-                        let own = TestClient(host: "127.0.0.1", port: port)
-                        own.connect()
-                        defer { Task { try? await own.shutdown() } }
-                        for round in 0..<8 {
-                            let index = connection * 8 + round
-                            let x = [Double(index), Double(round) * 0.5, Double(index % 3) - 1]
-                            let expected = [
-                                x[0] + 2 * x[1] - 3 * x[2] + 0.5, -x[0] + 0.5 * x[1] + 4 * x[2] - 2,
-                            ]
-                            let request: [String: Any] = [
-                                "id": "\(index)",
-                                "inputs": [["name": "x", "datatype": "FP32", "shape": [1, 3], "data": x]],
-                            ]
-                            let response = try await own.execute(
-                                TestClient.Request(
-                                    "/v2/models/linear_hand/infer", method: .post,
-                                    body: try ServerTestSupport.body(request)))
-                            let object = try #require(
-                                try JSONSerialization.jsonObject(
-                                    with: Data(response.body?.readableBytesView ?? ByteBuffer().readableBytesView))
-                                    as? [String: Any])
-                            #expect(object["id"] as? String == "\(index)")
-                            let data = (object["outputs"] as? [[String: Any]])?.first?["data"] as? [Double]
-                            #expect(data == expected.map { Double(Float($0)) })
-                        }
-                    }
-                }
-                try await group.waitForAll()
+            @Sendable func x(_ index: Int, _ round: Int) -> [Double] {
+                [Double(index), Double(round) * 0.5, Double(index % 3) - 1]
             }
+            try await ServerTestSupport.concurrentJSONClients(
+                port: port, uri: "/v2/models/linear_hand/infer", connections: 32, rounds: 8,
+                request: { connection, round in
+                    let index = connection * 8 + round
+                    return [
+                        "id": "\(index)",
+                        "inputs": [["name": "x", "datatype": "FP32", "shape": [1, 3], "data": x(index, round)]],
+                    ]
+                },
+                check: { connection, round, object in
+                    let index = connection * 8 + round
+                    let x = x(index, round)
+                    let expected = [x[0] + 2 * x[1] - 3 * x[2] + 0.5, -x[0] + 0.5 * x[1] + 4 * x[2] - 2]
+                    #expect(object["id"] as? String == "\(index)")
+                    let data = (object["outputs"] as? [[String: Any]])?.first?["data"] as? [Double]
+                    #expect(data == expected.map { Double(Float($0)) })
+                })
             try await client.execute(uri: "/v2/models/linear_hand/stats", method: .get) { response in
                 let object = try #require(try ServerTestSupport.json(response) as? [String: Any])
                 let stats = try #require((object["model_stats"] as? [[String: Any]])?.first)

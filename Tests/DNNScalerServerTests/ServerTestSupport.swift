@@ -52,4 +52,38 @@ enum ServerTestSupport {
     }
 
     static let headerLength = HTTPField.Name("Inference-Header-Content-Length") ?? .contentLength
+
+    /// Static batching (up to 8, 2 instances, 2 ms queue delay): concurrent requests share batches.
+    static let batchingOptions = ModelServingOptions(
+        sloMs: 5000, policy: .static, staticBatchSize: 8, staticInstances: 2, maxQueueDelayMs: 2, probeSeconds: 0.05)
+
+    /// `connections` clients at once, each on its own keep-alive connection to `port`, each posting
+    /// `rounds` JSON requests to `uri` one after another: `request(connection, round)` builds each
+    /// body, `check(connection, round, answer)` judges each answer's JSON object.
+    static func concurrentJSONClients(
+        port: Int, uri: String, connections: Int, rounds: Int,
+        request: @escaping @Sendable (Int, Int) -> [String: Any],
+        check: @escaping @Sendable (Int, Int, [String: Any]) -> Void
+    ) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for connection in 0..<connections {
+                group.addTask {
+                    let own = TestClient(host: "127.0.0.1", port: port)
+                    own.connect()
+                    defer { Task { try? await own.shutdown() } }
+                    for round in 0..<rounds {
+                        let response = try await own.execute(
+                            TestClient.Request(
+                                uri, method: .post, body: try body(request(connection, round))))
+                        let object =
+                            try JSONSerialization.jsonObject(
+                                with: Data(response.body?.readableBytesView ?? ByteBuffer().readableBytesView))
+                            as? [String: Any]
+                        check(connection, round, object ?? [:])
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
 }
