@@ -90,13 +90,16 @@ extension ModelMetadata {
             if tensor.dataType == .bytes {
                 // ONNX Runtime keeps strings NUL-terminated: an element with a NUL would be cut
                 // short without a word, so it is refused here, before it can share a batch.
-                let elements: [[UInt8]]
+                let withNul: Int?
                 do {
-                    elements = try tensor.byteStrings()
+                    let count = try Shape.elementCount(tensor.shape)
+                    withNul = try tensor.withUnsafeBytes { (raw) throws(TensorError) in
+                        try BytesElements.ranges(in: raw, count: count).firstIndex { raw[$0].contains(0) }
+                    }
                 } catch {
                     throw .invalidTensor(error)
                 }
-                if let index = elements.firstIndex(where: { $0.contains(0) }) {
+                if let index = withNul {
                     throw .invalidArgument(
                         "input '\(spec.name)': BYTES element \(index) contains a NUL byte, which ONNX Runtime strings cannot hold"
                     )

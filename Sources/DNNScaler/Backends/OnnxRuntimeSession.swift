@@ -169,21 +169,24 @@ final class OnnxRuntimeSession: @unchecked Sendable {
     /// A STRING value holding a copy of a BYTES tensor's elements (ONNX Runtime keeps strings in
     /// its own memory). Elements must hold no NUL byte (``ModelMetadata/validate`` refuses them).
     private static func stringValue(_ tensor: Tensor, shape: [Int64]) throws(BackendError) -> OpaquePointer? {
-        let elements: [[UInt8]]
+        // All elements back to back, each with its terminator, and where each starts: one copy of
+        // the request's bytes.
+        var text = [CChar]()
+        var starts: [Int] = []
         do {
-            elements = try tensor.byteStrings()
+            let count = try Shape.elementCount(tensor.shape)
+            try tensor.withUnsafeBytes { (raw) throws(TensorError) in
+                let ranges = try BytesElements.ranges(in: raw, count: count)
+                text.reserveCapacity(raw.count)
+                starts.reserveCapacity(count)
+                for range in ranges {
+                    starts.append(text.count)
+                    for byte in raw[range] { text.append(CChar(bitPattern: byte)) }
+                    text.append(0)
+                }
+            }
         } catch {
             throw .invalidTensor(error)
-        }
-        // All elements back to back, each with its terminator, and a pointer to each start.
-        var text = [CChar]()
-        text.reserveCapacity(elements.reduce(0) { $0 + $1.count + 1 })
-        var starts: [Int] = []
-        starts.reserveCapacity(elements.count)
-        for element in elements {
-            starts.append(text.count)
-            text.append(contentsOf: element.map { CChar(bitPattern: $0) })
-            text.append(0)
         }
         var value: OpaquePointer?
         let status = text.withUnsafeBufferPointer { characters in

@@ -28,10 +28,16 @@ public enum BytesElements {
         return offsets
     }
 
+    /// The byte range of each element's content (without its length prefix), in order; throws
+    /// as ``offsets(in:count:)`` does.
+    public static func ranges(in data: UnsafeRawBufferPointer, count: Int) throws(TensorError) -> [Range<Int>] {
+        let offsets = try offsets(in: data, count: count)
+        return (0..<count).map { (offsets[$0] + 4)..<offsets[$0 + 1] }
+    }
+
     /// The elements of well-formed data (as checked by ``offsets(in:count:)``).
     public static func elements(in data: UnsafeRawBufferPointer, count: Int) throws(TensorError) -> [[UInt8]] {
-        let offsets = try offsets(in: data, count: count)
-        return (0..<count).map { Array(data[(offsets[$0] + 4)..<offsets[$0 + 1]]) }
+        try ranges(in: data, count: count).map { Array(data[$0]) }
     }
 
     /// Every element of well-formed data, however many it holds.
