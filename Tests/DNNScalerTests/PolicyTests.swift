@@ -691,3 +691,19 @@ extension Observation {
         #expect(atCap.configuration.batchLimit == 6)
     }
 }
+
+@Suite struct JointPeriodTests {
+    @Test func whileBatchingThePeriodSpansTenBatchTimesUpToThreeSeconds() {
+        var policy = JointBatchWaitingTests.policy()
+        #expect(policy.period == 1)
+        // Batch 4 with 150 ms batches: the next decision waits 1.5 s.
+        _ = policy.decide(JointBatchWaitingTests.observation(time: 1, tail: 120, service: 150, batch: 4))
+        #expect(policy.period == 1.5)
+        // 400 ms batches: capped at 3 s.
+        _ = policy.decide(JointBatchWaitingTests.observation(time: 3, tail: 120, service: 400, batch: 4))
+        #expect(policy.period == 3)
+        // At batch 1 the instance lever decides every second, however long a request takes.
+        _ = policy.decide(JointBatchWaitingTests.observation(time: 6, tail: 120, service: 400, batch: 1))
+        #expect(policy.period == 1)
+    }
+}

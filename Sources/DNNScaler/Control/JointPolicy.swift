@@ -21,8 +21,13 @@
 public struct JointPolicy: ScalingPolicy {
     /// `joint`.
     public let name = PolicyKind.joint.rawValue
-    /// The fast loop's period.
-    public let period = 1.0
+    /// The fast loop's period: 1 s; while batching (limit over 1), ten of the recent batch times,
+    /// up to 3 s (DNNScaler's batching period): a second of 200 ms batches judges five of them.
+    public var period: Double { recentBatchLimit > 1 ? min(3, max(1, 10 * recentBatchMs / 1000)) : 1 }
+    /// The batch execution time (at the steering percentile) the last decision saw, in ms.
+    private var recentBatchMs = 0.0
+    /// The batch limit the last decision left in force.
+    private var recentBatchLimit = 1
     /// Whichever lever moved last.
     public private(set) var mode: ScalingMode?
     /// The profile's best point with room for queueing.
@@ -225,6 +230,12 @@ public struct JointPolicy: ScalingPolicy {
 
     /// One step of the fast loop, and of the slow loop when the fast one is pinned.
     public mutating func decide(_ observation: Observation) -> Decision {
+        let decision = step(observation)
+        recentBatchLimit = decision.configuration.batchLimit
+        return decision
+    }
+
+    private mutating func step(_ observation: Observation) -> Decision {
         var next = observation.current
         guard observation.time >= decideAfter else {
             return Decision(configuration: next, reason: "new instances warming up: hold")
@@ -245,6 +256,7 @@ public struct JointPolicy: ScalingPolicy {
         for (count, small) in tooSmallBatch where smoothedArrivalRate < Self.smallBatchReleaseRatio * small.rate {
             tooSmallBatch[count] = nil  // the load fell: a smaller batch may do again
         }
+        if let service = observation.serviceTailMs { recentBatchMs = service }
         let remembered = tailByInstances[next.instances]
         tailByInstances[next.instances] = remembered.map { ($0 + tail) / 2 } ?? tail
         consecutiveAboveSLO = tail > observation.sloMs ? consecutiveAboveSLO + 1 : 0
