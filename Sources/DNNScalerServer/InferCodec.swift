@@ -517,11 +517,17 @@ enum InferCodec {
                 // No `parameters` and no `data`: Triton's clients read any output `parameters` as
                 // binary data in the body; the client knows where it asked the output to go.
                 json += "}"
-            } else if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16 || !jsonExpressible(tensor) {
+                continue
+            }
+            // BYTES that are not all UTF-8 text go back binary, as FP16 and BF16 always do.
+            let texts = tensor.dataType == .bytes && !binary ? utf8Texts(tensor) : nil
+            if binary || tensor.dataType == .fp16 || tensor.dataType == .bf16
+                || (tensor.dataType == .bytes && texts == nil)
+            {
                 json += #","parameters":{"binary_data_size":\#(tensor.byteCount)}}"#
                 binaryParts.append(tensor)
             } else {
-                json += #","data":["# + jsonValues(tensor) + "]}"
+                json += #","data":["# + (texts.map(jsonStrings) ?? jsonValues(tensor)) + "]}"
             }
         }
         json += "]}"
@@ -550,17 +556,24 @@ enum InferCodec {
         case .fp32: return join(Float.self) { $0.isFinite ? "\($0)" : "null" }
         case .fp64: return join(Double.self) { $0.isFinite ? "\($0)" : "null" }
         case .fp16, .bf16: return ""
-        case .bytes:
-            return ((try? tensor.byteStrings()) ?? []).map { jsonString(String(decoding: $0, as: UTF8.self)) }
-                .joined(separator: ",")
+        case .bytes: return jsonStrings(utf8Texts(tensor) ?? [])
         }
     }
 
-    /// Whether JSON can carry the tensor's values: not for BYTES elements that are not UTF-8 text
-    /// (they go back as binary data, as FP16 and BF16 do).
-    static func jsonExpressible(_ tensor: Tensor) -> Bool {
-        guard tensor.dataType == .bytes else { return true }
-        return ((try? tensor.byteStrings()) ?? []).allSatisfy { String(validating: $0, as: UTF8.self) != nil }
+    /// The elements of a BYTES tensor as text; `nil` when one is not UTF-8 (JSON cannot carry it:
+    /// such an output goes back as binary data).
+    static func utf8Texts(_ tensor: Tensor) -> [String]? {
+        var texts: [String] = []
+        for element in (try? tensor.byteStrings()) ?? [] {
+            guard let text = String(validating: element, as: UTF8.self) else { return nil }
+            texts.append(text)
+        }
+        return texts
+    }
+
+    /// JSON string literals for `texts`, comma-separated.
+    static func jsonStrings(_ texts: [String]) -> String {
+        texts.map(jsonString).joined(separator: ",")
     }
 
     /// A JSON string literal (quotes included) for `text`.

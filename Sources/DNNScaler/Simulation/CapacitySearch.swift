@@ -127,11 +127,6 @@ public struct CapacitySearch: Sendable {
         return (pooled, first)
     }
 
-    /// Whether one run meets the SLO statistic.
-    public func sustained(_ result: SimulationResult) -> Bool {
-        sustained(PooledRuns(result))
-    }
-
     /// Whether pooled runs meet the SLO statistic.
     public func sustained(_ runs: PooledRuns) -> Bool {
         guard runs.requests > 0 else { return false }

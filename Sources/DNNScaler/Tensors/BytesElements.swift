@@ -4,24 +4,33 @@ public enum BytesElements {
     /// The byte offset where each element's length prefix starts, plus the end offset; throws
     /// unless `data` holds exactly `count` well-formed elements.
     public static func offsets(in data: UnsafeRawBufferPointer, count: Int) throws(TensorError) -> [Int] {
+        try walk(data, count: count)
+    }
+
+    /// The prefix offsets and the end, as ``offsets(in:count:)``; with `count` nil, of however many
+    /// elements the data holds.
+    private static func walk(_ data: UnsafeRawBufferPointer, count: Int?) throws(TensorError) -> [Int] {
         var offsets: [Int] = []
-        offsets.reserveCapacity(count + 1)
+        offsets.reserveCapacity((count ?? 0) + 1)
         var position = 0
-        for index in 0..<count {
+        var index = 0
+        let of = count.map { " of \($0)" } ?? ""
+        while count.map({ index < $0 }) ?? (position < data.count) {
             guard data.count - position >= 4 else {
                 throw .malformedBytes(
-                    "element \(index) of \(count): \(data.count - position) bytes left, a length prefix needs 4")
+                    "element \(index)\(of): \(data.count - position) bytes left, a length prefix needs 4")
             }
             offsets.append(position)
             let length = Int(UInt32(littleEndian: data.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
             position += 4
             guard data.count - position >= length else {
                 throw .malformedBytes(
-                    "element \(index) of \(count) declares \(length) bytes, \(data.count - position) are left")
+                    "element \(index)\(of) declares \(length) bytes, \(data.count - position) are left")
             }
             position += length
+            index += 1
         }
-        guard position == data.count else {
+        if let count, position != data.count {
             throw .malformedBytes("\(data.count - position) bytes follow the \(count) elements the shape holds")
         }
         offsets.append(position)
@@ -42,20 +51,8 @@ public enum BytesElements {
 
     /// Every element of well-formed data, however many it holds.
     public static func elements(in data: UnsafeRawBufferPointer) throws(TensorError) -> [[UInt8]] {
-        var elements: [[UInt8]] = []
-        var position = 0
-        while position < data.count {
-            guard data.count - position >= 4 else {
-                throw .malformedBytes("\(data.count - position) bytes left, a length prefix needs 4")
-            }
-            let length = Int(UInt32(littleEndian: data.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
-            guard data.count - position - 4 >= length else {
-                throw .malformedBytes("an element declares \(length) bytes, \(data.count - position - 4) are left")
-            }
-            elements.append(Array(data[(position + 4)..<(position + 4 + length)]))
-            position += 4 + length
-        }
-        return elements
+        let offsets = try walk(data, count: nil)
+        return offsets.indices.dropLast().map { Array(data[(offsets[$0] + 4)..<offsets[$0 + 1]]) }
     }
 
     /// Lays `elements` out with their length prefixes; throws if one is longer than 2^32 - 1 bytes.

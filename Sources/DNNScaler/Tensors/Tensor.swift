@@ -64,7 +64,6 @@ public struct Tensor: Sendable {
         self = try result.get()
     }
 
-    /// A tensor of `shape` whose bytes are all zero.
     /// `bytes.count` when it is what `shape` of `dataType` needs: the shape's byte count, or for
     /// ``DataType/bytes`` well-formed elements, as many as the shape holds.
     static func checkedByteCount(
@@ -97,7 +96,7 @@ public struct Tensor: Sendable {
         return try withUnsafeBytes { (raw) throws(TensorError) in try BytesElements.elements(in: raw, count: count) }
     }
 
-    /// A tensor of zeros (empty strings for ``DataType/bytes``).
+    /// A tensor of `shape` whose bytes are all zero (empty strings for ``DataType/bytes``).
     public static func zeros(dataType: DataType, shape: [Int]) throws(TensorError) -> Tensor {
         var count: Int
         if dataType.isVariableLength {
