@@ -17,16 +17,23 @@ public struct InferenceRoutes: Sendable {
     let metrics: ServerMetrics
     let maxBodyBytes: Int
     let sharedMemory: SharedMemoryRegistry
+    let restrictions: APIRestrictions
+    let platform: PlatformStatus?
 
-    /// Creates the routes; clients may register shared memory only when `sharedMemory` is enabled.
+    /// Creates the routes; clients may register shared memory only when `sharedMemory` is
+    /// enabled, and call a group of `restrictions` only with its header; `platform` is shown in
+    /// the status document.
     public init(
         manager: ModelManager, metrics: ServerMetrics, maxBodyBytes: Int = 64 << 20,
-        sharedMemory: SharedMemoryRegistry = SharedMemoryRegistry(enabled: false)
+        sharedMemory: SharedMemoryRegistry = SharedMemoryRegistry(enabled: false),
+        restrictions: APIRestrictions = APIRestrictions(), platform: PlatformStatus? = nil
     ) {
+        self.platform = platform
         self.manager = manager
         self.metrics = metrics
         self.maxBodyBytes = maxBodyBytes
         self.sharedMemory = sharedMemory
+        self.restrictions = restrictions
     }
 
     /// The extensions the server metadata advertises (HTTP and gRPC).
@@ -37,9 +44,13 @@ public struct InferenceRoutes: Sendable {
     /// A router with every route.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: RestrictedAPIMiddleware(restrictions: restrictions))
         router.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/v2/health/ready") { _, _ -> Response in
-            manager.allReady
+            if manager.isDraining {
+                return Response.json(["error": "draining: shutting down"], status: .serviceUnavailable)
+            }
+            return manager.allReady
                 ? Response(status: .ok) : Response.json(["error": "models are loading"], status: .serviceUnavailable)
         }
         router.get("/v2") { _, _ -> Response in
@@ -128,7 +139,10 @@ public struct InferenceRoutes: Sendable {
         }
         addSharedMemoryRoutes(to: router)
         router.get("/dnnscaler/status") { _, _ -> Response in
-            Response.json(["models": manager.readyModels.map(Self.statusJSON)])
+            var server = platform?.json ?? [:]
+            server["draining"] = manager.isDraining
+            server["model_control_mode"] = manager.controlMode.rawValue
+            return Response.json(["server": server, "models": manager.readyModels.map(Self.statusJSON)])
         }
         return router
     }

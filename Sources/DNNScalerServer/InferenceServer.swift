@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import UnixSignals
 
 /// Where and what the server serves.
 public struct ServerSettings: Sendable {
@@ -33,6 +34,16 @@ public struct ServerSettings: Sendable {
     /// Which CPUs compute and which serve I/O (``InferenceServer/runConcurrencyOnEventLoops(threads:pinnedTo:)``
     /// pins the event loops; the models pin their instances).
     public var placement: CPUPlacement
+    /// The cores the process may use and where that came from (shown in `/dnnscaler/status`).
+    public var cpuBudget: CPUBudget
+    /// Whether clients may load and unload models.
+    public var modelControlMode: ModelControlMode
+    /// HTTP endpoint groups that need a header (`--http-restricted-api`).
+    public var httpRestrictions: APIRestrictions
+    /// gRPC method groups that need a metadata key (`--grpc-restricted-protocol`).
+    public var grpcRestrictions: APIRestrictions
+    /// After SIGTERM, how long the server keeps serving while it reports not ready, in seconds.
+    public var drainGraceSeconds: Double
 
     /// Creates settings.
     public init(
@@ -40,8 +51,19 @@ public struct ServerSettings: Sendable {
         repository: ModelRepository,
         models: [String]? = nil, defaults: ModelServingOptions = ModelServingOptions(), maxBodyBytes: Int = 64 << 20,
         heapTrimIntervalSeconds: Double = 10, allowClientSharedMemory: Bool = false, spinning: Bool = false,
-        placement: CPUPlacement = .unsplit(SystemInfo.allowedCPUs)
+        placement: CPUPlacement = .unsplit(SystemInfo.allowedCPUs), cpuBudget: CPUBudget? = nil,
+        modelControlMode: ModelControlMode = .none, httpRestrictions: APIRestrictions = APIRestrictions(),
+        grpcRestrictions: APIRestrictions = APIRestrictions(), drainGraceSeconds: Double = 0
     ) {
+        self.cpuBudget =
+            cpuBudget
+            ?? CPUBudget(
+                cores: placement.computeCores + placement.io.count, source: .affinity,
+                allowedCPUs: placement.compute + placement.io)
+        self.modelControlMode = modelControlMode
+        self.httpRestrictions = httpRestrictions
+        self.grpcRestrictions = grpcRestrictions
+        self.drainGraceSeconds = drainGraceSeconds
         self.host = host
         self.httpPort = httpPort
         self.grpcPort = grpcPort
@@ -75,7 +97,8 @@ public struct InferenceServer: Sendable {
         self.logger = logger
         manager = ModelManager(
             repository: settings.repository, defaults: settings.defaults, runtime: runtime,
-            placement: settings.placement, spinning: settings.spinning, logger: logger)
+            placement: settings.placement, spinning: settings.spinning, controlMode: settings.modelControlMode,
+            logger: logger)
         metrics = ServerMetrics()
         sharedMemory = SharedMemoryRegistry(enabled: settings.allowClientSharedMemory)
     }
@@ -102,7 +125,8 @@ public struct InferenceServer: Sendable {
     ) -> some ApplicationProtocol {
         Application(
             router: InferenceRoutes(
-                manager: manager, metrics: metrics, maxBodyBytes: settings.maxBodyBytes, sharedMemory: sharedMemory
+                manager: manager, metrics: metrics, maxBodyBytes: settings.maxBodyBytes, sharedMemory: sharedMemory,
+                restrictions: settings.httpRestrictions, platform: PlatformStatus(settings: settings)
             ).router(),
             server: .http1LargeReads(),
             configuration: .init(address: .hostname(settings.host, port: settings.httpPort), serverName: "dnnscaler"),
@@ -115,7 +139,7 @@ public struct InferenceServer: Sendable {
         GRPCFrontEnd(
             service: GRPCInferenceService(
                 manager: manager, metrics: metrics, maxRequestBytes: settings.maxBodyBytes, sharedMemory: sharedMemory),
-            host: settings.host, port: settings.grpcPort, logger: logger)
+            host: settings.host, port: settings.grpcPort, restrictions: settings.grpcRestrictions, logger: logger)
     }
 
     /// The metrics application (`GET /metrics`, Prometheus text).
@@ -135,9 +159,12 @@ public struct InferenceServer: Sendable {
             logger: logger)
     }
 
-    /// Runs until SIGINT or SIGTERM: loads the models, serves, then stops accepting, finishes the
-    /// requests in flight, drains the queues and returns.
+    /// Runs until SIGINT or SIGTERM: loads the models and serves. On SIGTERM it reports not ready
+    /// at once and serves on for ``ServerSettings/drainGraceSeconds`` (a second signal ends the
+    /// grace); SIGINT skips the grace. Then it stops accepting, closes idle connections, finishes
+    /// the requests in flight, drains the queues and returns.
     public func run() async throws {
+        // Services shut down in reverse order: the front ends stop before the models drain.
         let group = ServiceGroup(
             configuration: .init(
                 services: [
@@ -146,10 +173,70 @@ public struct InferenceServer: Sendable {
                     .init(service: httpApplication()),
                     .init(service: grpcFrontEnd()),
                     .init(service: HeapTrimService(intervalSeconds: settings.heapTrimIntervalSeconds)),
+                    .init(
+                        service: DrainService(
+                            manager: manager, graceSeconds: settings.drainGraceSeconds, logger: logger),
+                        successTerminationBehavior: .gracefullyShutdownGroup),
                 ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()
+    }
+}
+
+/// Traps SIGTERM and SIGINT. At the first signal it marks the server as draining (readiness
+/// answers 503 / not ready while liveness stays up); after SIGTERM it waits
+/// ``graceSeconds`` (load balancers notice and stop sending) or a second signal, after SIGINT not
+/// at all, then returns, which shuts the group down gracefully. A third signal exits at once.
+struct DrainService: Service {
+    let manager: ModelManager
+    let graceSeconds: Double
+    let logger: Logger
+
+    private enum Event: Sendable {
+        case signal(UnixSignal)
+        case graceOver
+        case groupShutdown
+    }
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        let forwarder = Task {
+            var count = 0
+            for await signal in signals {
+                count += 1
+                if count >= 3 {
+                    logger.warning("third signal during shutdown: exiting now")
+                    exit(1)
+                }
+                continuation.yield(.signal(signal))
+            }
+        }
+        defer { forwarder.cancel() }
+        var next = events.makeAsyncIterator()
+        // Another service ending shuts the group down without a signal: then there is no grace.
+        let first = await withGracefulShutdownHandler {
+            await next.next()
+        } onGracefulShutdown: {
+            continuation.yield(.groupShutdown)
+        }
+        guard case .signal(let signal) = first else { return }
+        manager.beginDrain()
+        guard signal == .sigterm, graceSeconds > 0 else {
+            logger.info("signal received: shutting down", metadata: ["signal": "\(signal)"])
+            return
+        }
+        logger.info(
+            "SIGTERM: reporting not ready, serving on for the drain grace", metadata: ["grace_s": "\(graceSeconds)"])
+        let grace = Duration.milliseconds(Int64(graceSeconds * 1000))
+        let timer = Task {
+            try? await Task.sleep(for: grace)
+            continuation.yield(.graceOver)
+        }
+        defer { timer.cancel() }
+        // The grace's end, a second signal or the group shutting down, whichever comes first.
+        _ = await next.next()
+        logger.info("drain grace over: stopping the front ends")
     }
 }
 

@@ -31,11 +31,14 @@ public final class ModelManager: Sendable {
     public let repository: ModelRepository
     /// Options every model starts from, before its config file.
     public let defaults: ModelServingOptions
+    /// Whether clients may load and unload models.
+    public let controlMode: ModelControlMode
     private let runtime: OnnxRuntime
     private let placement: CPUPlacement
     private let spinning: Bool
     private let logger: Logger
     private let entries = Mutex<[String: Entry]>([:])
+    private let draining = Atomic<Bool>(false)
 
     private struct Entry {
         var state: ModelState
@@ -49,18 +52,22 @@ public final class ModelManager: Sendable {
     /// `spinning`: whether idle intra-op threads of an instance with several spin-wait for work.
     public init(
         repository: ModelRepository, defaults: ModelServingOptions, runtime: OnnxRuntime,
-        placement: CPUPlacement = .unsplit(SystemInfo.allowedCPUs), spinning: Bool = false, logger: Logger
+        placement: CPUPlacement = .unsplit(SystemInfo.allowedCPUs), spinning: Bool = false,
+        controlMode: ModelControlMode = .none, logger: Logger
     ) {
         self.repository = repository
         self.defaults = defaults
+        self.controlMode = controlMode
         self.runtime = runtime
         self.placement = placement
         self.spinning = spinning
         self.logger = logger
     }
 
-    /// A ready model by name (and version, if given).
+    /// A ready model by name (and version, if given). A name or version that could not name a
+    /// model folder is a 400 (``ModelName``).
     public func model(named name: String, version: String? = nil) throws(ServerError) -> ServedModel {
+        try Self.validate(name: name, version: version)
         let entry = entries.withLock { $0[name] }
         guard let entry else {
             throw .notFound("unknown model '\(name)'")
@@ -91,6 +98,38 @@ public final class ModelManager: Sendable {
         entries.withLock { entries in !entries.isEmpty && entries.values.allSatisfy { $0.state != .loading } }
     }
 
+    /// Whether the server should get new traffic: every model loaded and not draining. What
+    /// HTTP `/v2/health/ready` and gRPC `ServerReady` answer.
+    public var isServerReady: Bool { !isDraining && allReady }
+
+    /// Whether a drain has begun (``beginDrain()``): the server still serves, but reports not ready.
+    public var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    /// Reports not ready from now on, so that load balancers stop sending new requests; serving
+    /// goes on until the front ends stop.
+    public func beginDrain() {
+        draining.store(true, ordering: .releasing)
+    }
+
+    /// Refuses a model name or version that could not name one folder of the repository (400).
+    static func validate(name: String, version: String? = nil) throws(ServerError) {
+        do {
+            try ModelName.validate(name)
+            if let version { try ModelName.validate(version: version) }
+        } catch {
+            throw .badRequest(error.message)
+        }
+    }
+
+    /// Refuses repository control unless the server runs with `--model-control-mode explicit`.
+    private func requireExplicitControl(_ action: String) throws(ServerError) {
+        guard controlMode == .explicit else {
+            throw .forbidden(
+                "\(action) is disabled: the server runs with --model-control-mode none (start it with --model-control-mode explicit to let clients load and unload models)"
+            )
+        }
+    }
+
     /// The repository index: every model folder and every model known, with its state.
     public func index(readyOnly: Bool) -> [RepositoryIndexEntry] {
         let known = entries.withLock { $0 }
@@ -105,17 +144,30 @@ public final class ModelManager: Sendable {
         }
     }
 
-    /// Loads every model in the repository (or only `names`), one after another. Failures are
-    /// recorded (the index shows them UNAVAILABLE with the reason) and do not stop the others.
+    /// Loads every model in the repository (or only `names`), one after another: the start set,
+    /// which the control mode does not restrict. Failures are recorded (the index shows them
+    /// UNAVAILABLE with the reason) and do not stop the others.
     public func loadAll(names: [String]? = nil) async {
         for name in names ?? repository.modelNames() {
-            _ = try? await load(name: name, override: nil)
+            do {
+                try await loadModel(name: name, override: nil)
+            } catch {
+                logger.error("model not loaded", metadata: ["model": "\(name)", "error": "\(error.message)"])
+            }
         }
     }
 
-    /// Loads a model, or, if it is loaded, applies `override` (a model config JSON) to it without
-    /// a restart. Returns when the model is ready.
+    /// A client's load: loads a model, or, if it is loaded, applies `override` (a model config
+    /// JSON) to it without a restart. Returns when the model is ready. The name is validated
+    /// first (400), then the control mode (403 unless explicit).
     public func load(name: String, override: Data?) async throws(ServerError) {
+        try Self.validate(name: name)
+        try requireExplicitControl("loading models")
+        try await loadModel(name: name, override: override)
+    }
+
+    private func loadModel(name: String, override: Data?) async throws(ServerError) {
+        try Self.validate(name: name)
         if let existing = entries.withLock({ $0[name]?.state == .ready ? $0[name]?.model : nil }) {
             var updated = existing.options
             if let override { updated = try updated.applying(configJSON: override) }
@@ -132,16 +184,20 @@ public final class ModelManager: Sendable {
         }
         let path: String
         let version: Int
+        let configPath: String?
         do {
             path = try repository.modelFile(name: name)
             version = repository.versions(of: name).last ?? 1
+            configPath = try repository.configFile(name: name)
         } catch {
-            throw .notFound(error.description)
+            switch error {
+            case .invalidName, .outsideRepository: throw .badRequest(error.description)
+            default: throw .notFound(error.description)
+            }
         }
         var options = defaults
-        let configPath = "\(repository.root)/\(name)/config.json"
         do {
-            if let data = FileManager.default.contents(atPath: configPath) {
+            if let configPath, let data = FileManager.default.contents(atPath: configPath) {
                 options = try options.applying(configJSON: data)
             }
             if let override { options = try options.applying(configJSON: override) }
@@ -187,7 +243,10 @@ public final class ModelManager: Sendable {
     }
 
     /// Unloads a model: stops accepting its requests, serves what is queued, frees its instances.
+    /// Validated like ``load(name:override:)``.
     public func unload(name: String) async throws(ServerError) {
+        try Self.validate(name: name)
+        try requireExplicitControl("unloading models")
         // One look under the lock: whether the model is known, and its runtime if it is loaded.
         guard let entry = entries.withLock({ $0[name] }) else { throw .notFound("unknown model '\(name)'") }
         let model = entry.model

@@ -40,7 +40,7 @@ public final class ServedModel: Sendable {
         placement: CPUPlacement, spinning: Bool
     ) throws(BackendError) -> ServedModel {
         let backend = try OnnxRuntimeModel(path: path, name: name, runtime: ortRuntime, allowSpinning: spinning)
-        let cores = max(1, placement.compute.count)
+        let cores = max(1, placement.computeCores)
         // A model the probe cannot run on made-up inputs is still served, with the policy's defaults.
         let profile = SystemInfo.withCurrentThread(pinnedTo: placement.pinnedCompute) {
             try? quickProfile(backend: backend, options: options, cores: cores)

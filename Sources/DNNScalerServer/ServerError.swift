@@ -20,6 +20,11 @@ public struct ServerError: Error, Sendable, Equatable, CustomStringConvertible, 
     public static func badRequest(_ message: String) -> ServerError {
         ServerError(status: .badRequest, message: message)
     }
+    /// 403 Forbidden: the server is configured not to do this for clients (model control off, a
+    /// restricted API without its header). Not 503: balancers retry a 503 elsewhere.
+    public static func forbidden(_ message: String) -> ServerError {
+        ServerError(status: .forbidden, message: message)
+    }
     /// 404 Not Found.
     public static func notFound(_ message: String) -> ServerError { ServerError(status: .notFound, message: message) }
     /// 413 Content Too Large: a request body over `limit` bytes.

@@ -11,7 +11,9 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             Loads every model of the repository (or --models), profiles each briefly, and serves it with the
             chosen policy. Per-model settings come from <repository>/<model>/config.json (docs/model-config.md);
-            the options here are the defaults. SIGINT/SIGTERM stop accepting, finish what is in flight and exit 0.
+            the options here are the defaults. SIGTERM reports not ready at once and serves on for
+            --drain-grace-seconds; then (and at once on SIGINT or a second signal) the server stops accepting,
+            finishes what is in flight and exits 0. Security: docs/security.md.
             """
     )
 
@@ -82,6 +84,36 @@ struct ServeCommand: AsyncParsableCommand {
             valueName: "N"))
     var ioCores = 0
 
+    @Option(
+        help:
+            "none (default): serve the start set; clients may not load or unload models (403 / PERMISSION_DENIED). explicit: clients may load, reconfigure and unload models of the repository (Triton's names)."
+    )
+    var modelControlMode: String = ModelControlMode.none.rawValue
+
+    @Option(
+        help: ArgumentHelp(
+            "Protect HTTP endpoint groups with a header: API[,API...]:HEADER=VALUE, APIs model-repository, shared-memory, statistics (includes /dnnscaler/status), model-config. Repeatable. Calls without the header get 403.",
+            valueName: "spec"))
+    var httpRestrictedApi: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "The same for gRPC methods, with a metadata key: API[,API...]:KEY=VALUE. Calls without it get PERMISSION_DENIED.",
+            valueName: "spec"))
+    var grpcRestrictedProtocol: [String] = []
+
+    @Option(
+        help:
+            "After SIGTERM, seconds to keep serving while reporting not ready, so that load balancers stop sending first (0: none; SIGINT and a second signal skip it)."
+    )
+    var drainGraceSeconds = 5.0
+
+    @Option(
+        help:
+            "Cores the model instances share (default: the smaller of the CPU affinity mask and the cgroup CPU quota, rounded down, at least 1); --io-cores are counted against it."
+    )
+    var cores: Int?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -99,16 +131,46 @@ struct ServeCommand: AsyncParsableCommand {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }
+        guard ModelControlMode(rawValue: modelControlMode) != nil else {
+            throw ValidationError("--model-control-mode must be none or explicit; got '\(modelControlMode)'")
+        }
+        guard drainGraceSeconds >= 0, drainGraceSeconds.isFinite else {
+            throw ValidationError("--drain-grace-seconds must be 0 or a number of seconds")
+        }
+        if let cores, cores < 1 { throw ValidationError("--cores must be at least 1; got \(cores)") }
         do {
             try defaults.validate()
+            _ = try restrictions()
         } catch {
             throw ValidationError(error.message)
         }
         do {
-            _ = try CPUPlacement.split(allowed: SystemInfo.allowedCPUs, ioCores: ioCores)
+            _ = try placement(budget: budget)
         } catch {
             throw ValidationError("--io-cores: \(error.message)")
         }
+        if let names = models?.split(separator: ",") {
+            for name in names {
+                do {
+                    try ModelName.validate(String(name))
+                } catch {
+                    throw ValidationError("--models: \(error.message)")
+                }
+            }
+        }
+    }
+
+    private var budget: CPUBudget { CPUBudget.detect(override: cores) }
+
+    private func placement(budget: CPUBudget) throws(CPUPlacementError) -> CPUPlacement {
+        try CPUPlacement.split(allowed: budget.allowedCPUs, ioCores: ioCores, cores: budget.cores)
+    }
+
+    private func restrictions() throws(ServerError) -> (http: APIRestrictions, grpc: APIRestrictions) {
+        (
+            try APIRestrictions(parsing: httpRestrictedApi, option: "--http-restricted-api"),
+            try APIRestrictions(parsing: grpcRestrictedProtocol, option: "--grpc-restricted-protocol")
+        )
     }
 
     private var defaults: ModelServingOptions {
@@ -122,32 +184,40 @@ struct ServeCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "dnnscaler")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let placement = try CPUPlacement.split(allowed: SystemInfo.allowedCPUs, ioCores: ioCores)
+        let budget = self.budget
+        let placement = try placement(budget: budget)
+        let restrictions = try restrictions()
         if placement.isSplit {
             // Threads started from here on (Dispatch's, the controllers') stay off the compute CPUs.
             SystemInfo.pinCurrentThread(to: placement.io)
         }
         if ProcessInfo.processInfo.environment["DNNSCALER_NIO_EXECUTOR"] != "0" {
             let installed = await InferenceServer.runConcurrencyOnEventLoops(
-                threads: placement.isSplit ? placement.io.count : placement.compute.count,
+                threads: placement.isSplit ? placement.io.count : placement.computeCores,
                 pinnedTo: placement.isSplit ? placement.io : nil)
             logger.debug("tasks on NIO event loops", metadata: ["installed": "\(installed)"])
         }
         let runtime = try runtimeOptions.loadRuntime()
+        var serverDefaults = defaults
+        serverDefaults.maxInstances = placement.computeCores
         let repository = ModelRepository(root: modelRepository)
         guard !repository.modelNames().isEmpty else {
             throw ValidationError("the model repository '\(modelRepository)' has no models; run scripts/setup")
         }
         let settings = ServerSettings(
             host: host, httpPort: httpPort, grpcPort: grpcPort, metricsPort: metricsPort, repository: repository,
-            models: models.map { $0.split(separator: ",").map(String.init) }, defaults: defaults,
+            models: models.map { $0.split(separator: ",").map(String.init) }, defaults: serverDefaults,
             maxBodyBytes: maxBodyBytes, heapTrimIntervalSeconds: heapTrimInterval,
-            allowClientSharedMemory: allowClientShm, spinning: spinning, placement: placement)
+            allowClientSharedMemory: allowClientShm, spinning: spinning, placement: placement, cpuBudget: budget,
+            modelControlMode: ModelControlMode(rawValue: modelControlMode) ?? .none,
+            httpRestrictions: restrictions.http, grpcRestrictions: restrictions.grpc,
+            drainGraceSeconds: drainGraceSeconds)
         logger.info(
             "starting DNNScaler",
             metadata: [
                 "http": "\(host):\(httpPort)", "grpc": "\(host):\(grpcPort)", "metrics": "\(host):\(metricsPort)",
                 "ort": "\(runtime.version)", "cpus": "\(placement)",
+                "cores_from": "\(budget.source.rawValue)", "model_control": "\(modelControlMode)",
                 "repository": "\(modelRepository)",
             ])
         try await InferenceServer(settings: settings, runtime: runtime, logger: logger).run()

@@ -13,23 +13,33 @@ public struct CPUPlacement: Sendable, Equatable, CustomStringConvertible {
     public var compute: [Int]
     /// CPUs for the event loops; empty when unsplit.
     public var io: [Int]
+    /// The cores the instances share: the process's core budget (``CPUBudget``) less the I/O
+    /// cores. Can be fewer than ``compute``'s CPUs when a cgroup quota is the limit.
+    public var computeCores: Int
 
-    /// Every CPU in `allowed` for everything: nothing pinned.
-    public static func unsplit(_ allowed: [Int]) -> CPUPlacement {
-        CPUPlacement(compute: allowed, io: [])
+    /// Every CPU in `allowed` for everything: nothing pinned; the instances share `cores`
+    /// (default: one per allowed CPU).
+    public static func unsplit(_ allowed: [Int], cores: Int? = nil) -> CPUPlacement {
+        CPUPlacement(compute: allowed, io: [], computeCores: max(1, cores ?? allowed.count))
     }
 
-    /// The last `ioCores` of `allowed` (ascending CPU numbers) for I/O, the rest for compute.
-    /// `ioCores` 0 is ``unsplit(_:)``; at least one CPU must stay for compute.
-    public static func split(allowed: [Int], ioCores: Int) throws(CPUPlacementError) -> CPUPlacement {
-        guard ioCores >= 0, ioCores < allowed.count else {
+    /// The last `ioCores` of `allowed` (ascending CPU numbers) for I/O, the rest for compute;
+    /// `cores` (default: one per allowed CPU) is the budget the I/O cores are counted against.
+    /// `ioCores` 0 is ``unsplit(_:cores:)``; at least one core must stay for compute.
+    public static func split(allowed: [Int], ioCores: Int, cores: Int? = nil) throws(CPUPlacementError)
+        -> CPUPlacement
+    {
+        let budget = cores ?? allowed.count
+        guard ioCores >= 0, ioCores < min(budget, allowed.count) else {
             throw CPUPlacementError(
                 message:
-                    "io cores must be between 0 and \(max(0, allowed.count - 1)): this process may use \(allowed.count) CPU(s) (\(Self.list(allowed))) and at least one must compute"
+                    "io cores must be between 0 and \(max(0, min(budget, allowed.count) - 1)): this process may use \(budget) core(s) on CPU(s) \(Self.list(allowed)) and at least one must compute"
             )
         }
-        guard ioCores > 0 else { return unsplit(allowed) }
-        return CPUPlacement(compute: Array(allowed.dropLast(ioCores)), io: Array(allowed.suffix(ioCores)))
+        guard ioCores > 0 else { return unsplit(allowed, cores: budget) }
+        return CPUPlacement(
+            compute: Array(allowed.dropLast(ioCores)), io: Array(allowed.suffix(ioCores)),
+            computeCores: budget - ioCores)
     }
 
     /// Whether compute and I/O have CPUs of their own.
@@ -38,9 +48,11 @@ public struct CPUPlacement: Sendable, Equatable, CustomStringConvertible {
     /// The CPUs compute threads are pinned to, or `nil` when nothing is pinned.
     public var pinnedCompute: [Int]? { isSplit ? compute : nil }
 
-    /// `compute 0-2, io 3` or `unsplit 0-3`.
+    /// `compute 0-2 (3 cores), io 3` or `unsplit 0-3 (4 cores)`.
     public var description: String {
-        isSplit ? "compute \(Self.list(compute)), io \(Self.list(io))" : "unsplit \(Self.list(compute))"
+        isSplit
+            ? "compute \(Self.list(compute)) (\(computeCores) cores), io \(Self.list(io))"
+            : "unsplit \(Self.list(compute)) (\(computeCores) cores)"
     }
 
     /// CPU numbers as ranges: `0-3,6`.

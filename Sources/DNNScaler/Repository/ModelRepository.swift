@@ -10,6 +10,11 @@ public struct ModelRepository: Sendable {
         case noVersion(name: String, root: String)
         /// The requested version does not exist.
         case unknownVersion(name: String, version: Int, available: [Int])
+        /// The name is not one folder of the repository (``ModelName/validate(_:)``).
+        case invalidName(message: String)
+        /// The model folder or a file of it resolves (through a symlink) outside the repository,
+        /// or its external data lies outside its own folder.
+        case outsideRepository(name: String, message: String)
 
         /// A one-line message that says what exists.
         public var description: String {
@@ -23,6 +28,10 @@ public struct ModelRepository: Sendable {
                 "model '\(name)' in \(root) has no version folder with a model.onnx (expected \(root)/\(name)/1/model.onnx)"
             case .unknownVersion(let name, let version, let available):
                 "model '\(name)' has no version \(version) (versions: \(available.map(String.init).joined(separator: ", ")))"
+            case .invalidName(let message):
+                message
+            case .outsideRepository(let name, let message):
+                "model '\(name)' refused: \(message)"
             }
         }
     }
@@ -52,8 +61,15 @@ public struct ModelRepository: Sendable {
         }.sorted()
     }
 
-    /// The model file for `name` at `version` (default: the highest).
+    /// The model file for `name` at `version` (default: the highest). The name must be one
+    /// folder of the repository (``ModelName/validate(_:)``), the file must resolve inside the
+    /// repository once symlinks are followed, and its external data inside its own folder.
     public func modelFile(name: String, version: Int? = nil) throws(LookupError) -> String {
+        do {
+            try ModelName.validate(name)
+        } catch {
+            throw .invalidName(message: error.message)
+        }
         guard isDirectory("\(root)/\(name)") else {
             throw .unknownModel(name: name, root: root, available: modelNames())
         }
@@ -63,10 +79,36 @@ public struct ModelRepository: Sendable {
         guard available.contains(chosen) else {
             throw .unknownVersion(name: name, version: chosen, available: available)
         }
-        return "\(root)/\(name)/\(chosen)/model.onnx"
+        let path = "\(root)/\(name)/\(chosen)/model.onnx"
+        guard ContainedPath.isInside(path, folder: root) else {
+            throw .outsideRepository(name: name, message: "its model file resolves outside the repository \(root)")
+        }
+        do {
+            try OnnxExternalData.checkContained(modelPath: path)
+        } catch {
+            throw .outsideRepository(name: name, message: error.message)
+        }
+        return path
     }
 
-    /// Resolves what a user typed: an existing `.onnx` file path, or a model name in this repository.
+    /// The model's `config.json`, if it has one inside the repository; a config file that
+    /// resolves outside the repository (a symlink) is an error, not skipped.
+    public func configFile(name: String) throws(LookupError) -> String? {
+        do {
+            try ModelName.validate(name)
+        } catch {
+            throw .invalidName(message: error.message)
+        }
+        let path = "\(root)/\(name)/config.json"
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard ContainedPath.isInside(path, folder: root) else {
+            throw .outsideRepository(name: name, message: "its config.json resolves outside the repository \(root)")
+        }
+        return path
+    }
+
+    /// Resolves what an operator typed: an existing `.onnx` file path (any path: the operator
+    /// owns the disk), or a model name in this repository.
     public func resolve(_ modelOrPath: String) throws(LookupError) -> (name: String, path: String) {
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: modelOrPath, isDirectory: &isFolder), !isFolder.boolValue {

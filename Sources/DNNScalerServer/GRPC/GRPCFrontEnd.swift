@@ -20,7 +20,11 @@ public struct GRPCFrontEnd: Service {
     /// tensor data exceeds its limit with RESOURCE_EXHAUSTED and a message; the transport takes
     /// messages up to twice that limit (plus 1 MiB) so that those requests reach the service, and
     /// resets the stream of anything larger without reading it.
-    public init(service: GRPCInferenceService, host: String, port: Int, logger: Logger) {
+    /// Calls to a group of `restrictions` need its metadata key (PERMISSION_DENIED otherwise).
+    public init(
+        service: GRPCInferenceService, host: String, port: Int, restrictions: APIRestrictions = APIRestrictions(),
+        logger: Logger
+    ) {
         let transportLimit = service.maxRequestBytes.multipliedReportingOverflow(by: 2).partialValue
         transport = HTTP2ServerTransport.Posix(
             address: .ipv4(host: host, port: port), transportSecurity: .plaintext,
@@ -35,7 +39,9 @@ public struct GRPCFrontEnd: Service {
                 // by streams x window.
                 $0.http2.targetWindowSize = Self.windowBytes
             })
-        server = GRPCServer(transport: transport, services: [service])
+        server = GRPCServer(
+            transport: transport, services: [service],
+            interceptors: restrictions.requirements.isEmpty ? [] : [RestrictedAPIInterceptor(restrictions: restrictions)])
         self.logger = logger
     }
 

@@ -37,7 +37,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     public func serverReady(
         request: Inference_ServerReadyRequest, context: ServerContext
     ) async throws -> Inference_ServerReadyResponse {
-        .with { $0.ready = manager.allReady }
+        .with { $0.ready = manager.isServerReady }
     }
 
     /// Whether a model (and version) serves; NOT_FOUND for a model the server does not know.
@@ -419,6 +419,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         switch error.status {
         case .badRequest: code = .invalidArgument
         case .notFound: code = .notFound
+        case .forbidden: code = .permissionDenied
         case .serviceUnavailable: code = .unavailable
         case .contentTooLarge: code = .resourceExhausted
         default: code = .internalError
