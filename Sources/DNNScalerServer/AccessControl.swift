@@ -71,6 +71,12 @@ public struct APIRestrictions: Sendable, Equatable {
         public var header: String
         /// The value it must carry exactly.
         public var value: String
+
+        /// Creates a requirement; `header` is compared without case.
+        public init(header: String, value: String) {
+            self.header = header.lowercased()
+            self.value = value
+        }
     }
 
     /// Requirements by group; a group not named is open.

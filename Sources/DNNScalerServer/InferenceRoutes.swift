@@ -71,7 +71,8 @@ public struct InferenceRoutes: Sendable {
                     _ = try manager.model(named: name, version: context.parameters.get("version"))
                     return Response.json(["name": name, "ready": true])
                 } catch let error as ServerError {
-                    if error.status == .notFound { throw error }
+                    // An unknown or malformed name is an error; a known model that does not serve is "not ready".
+                    if error.status == .notFound || error.status == .badRequest { throw error }
                     return Response.json(["name": name, "ready": false], status: .serviceUnavailable)
                 }
             }
@@ -140,9 +141,11 @@ public struct InferenceRoutes: Sendable {
         addSharedMemoryRoutes(to: router)
         router.get("/dnnscaler/status") { _, _ -> Response in
             var server = platform?.json ?? [:]
+            let models = manager.readyModels
+            server["capacity_used"] = models.compactMap { $0.controller.capacity?.used }.max() ?? 0
             server["draining"] = manager.isDraining
             server["model_control_mode"] = manager.controlMode.rawValue
-            return Response.json(["server": server, "models": manager.readyModels.map(Self.statusJSON)])
+            return Response.json(["server": server, "models": models.map(Self.statusJSON)])
         }
         return router
     }
@@ -379,6 +382,16 @@ public struct InferenceRoutes: Sendable {
             ],
             "window_tail_latency_ms": snapshot.latencyWindow.percentile(options.percentile, since: snapshot.time - 3)
                 as Any? ?? NSNull(),
+            "capacity": model.controller.capacity.map { capacity -> [String: Any] in
+                [
+                    "used": capacity.used as Any? ?? NSNull(), "arrival_rate": capacity.arrivalRate,
+                    "sustainable_rate": capacity.sustainableRate as Any? ?? NSNull(),
+                    "service_correction": capacity.serviceCorrection,
+                    "predicted_configuration": capacity.predictedConfiguration.map {
+                        ["batch_limit": $0.batchLimit, "instances": $0.instances]
+                    } as Any? ?? NSNull(),
+                ]
+            } as Any? ?? NSNull(),
             "queue_length": snapshot.queueLength, "in_flight": snapshot.inFlight,
             "shed": snapshot.statistics.shedCount, "succeeded": snapshot.statistics.success.count,
             "failed": snapshot.statistics.failure.count,

@@ -50,7 +50,9 @@ public final class ServedModel: Sendable {
             computeCPUs: placement.pinnedCompute)
         let policy = makePolicy(options: options, profile: profile, metadata: backend.metadata)
         let runtime = try ModelRuntime(backend: backend, settings: settings, initial: policy.initialConfiguration)
-        let controller = try ModelController(runtime: runtime, policy: policy, percentile: options.percentile)
+        let controller = try ModelController(
+            runtime: runtime, policy: policy, percentile: options.percentile,
+            capacity: makeCapacityEstimate(options: options, profile: profile, metadata: backend.metadata))
         return ServedModel(
             name: name, version: version, runtime: runtime, controller: controller, profile: profile, options: options)
     }
@@ -91,12 +93,25 @@ public final class ServedModel: Sendable {
                 maxQueueDelayMs: options.maxQueueDelayMs))
     }
 
+    /// The capacity estimate over the configurations the policy of `options` may reach.
+    static func makeCapacityEstimate(
+        options: ModelServingOptions, profile: Profile?, metadata: ModelMetadata
+    ) -> CapacityEstimate {
+        CapacityEstimate(
+            profile: profile, maxBatch: metadata.supportsBatching ? options.maxBatchSize : 1,
+            maxInstances: options.maxInstances, sloMs: options.sloMs, percentile: options.percentile,
+            fixed: options.policy == .static
+                ? ServingConfiguration(batchLimit: options.staticBatchSize, instances: options.staticInstances) : nil)
+    }
+
     /// Applies new options without a restart: SLO, percentile-independent limits and the policy.
     func update(options newOptions: ModelServingOptions) throws(BackendError) {
         runtime.setSlo(ms: newOptions.sloMs)
         runtime.updateLimits(maxQueueSize: newOptions.maxQueueSize)
         let policy = Self.makePolicy(options: newOptions, profile: profile, metadata: runtime.metadata)
-        try controller.replacePolicy(policy)
+        try controller.replacePolicy(
+            policy,
+            capacity: Self.makeCapacityEstimate(options: newOptions, profile: profile, metadata: runtime.metadata))
         currentOptions.withLock { $0 = newOptions }
     }
 

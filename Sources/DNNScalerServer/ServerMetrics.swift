@@ -81,6 +81,13 @@ public final class ServerMetrics: Sendable {
 
     /// Brings the state gauges and cumulative counters up to date before a scrape.
     func refresh(models: [ServedModel]) {
+        registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                metricName: "dnnscaler_server_capacity_used", unitName: "",
+                helpText:
+                    "The largest dnnscaler_capacity_used of the models: what an autoscaler should target (scale out before 1)"
+            )
+        ).set(to: models.compactMap { $0.controller.capacity?.used }.max() ?? 0)
         for model in models {
             let labels = [("model", model.name), ("version", String(model.version))]
             let snapshot = model.runtime.snapshot()
@@ -120,6 +127,15 @@ public final class ServerMetrics: Sendable {
             gauge("dnnscaler_instances", "Current instance count", Double(snapshot.configuration.instances))
             gauge("dnnscaler_queue_length", "Requests waiting", Double(snapshot.queueLength))
             gauge("dnnscaler_slo_ms", "Latency SLO (ms)", options.sloMs)
+            let capacity = model.controller.capacity
+            gauge(
+                "dnnscaler_capacity_used",
+                "Smoothed arrival rate (shed included) over the rate the best reachable configuration sustains within the SLO",
+                capacity?.used ?? 0)
+            gauge(
+                "dnnscaler_capacity_sustainable_rate",
+                "Requests/s the best reachable configuration sustains within the SLO",
+                capacity?.sustainableRate ?? 0)
             gauge("dnnscaler_percentile", "Latency percentile the SLO is about", options.percentile)
             gauge(
                 "dnnscaler_window_tail_latency_ms", "Tail latency (at the percentile) over the last 3 s",

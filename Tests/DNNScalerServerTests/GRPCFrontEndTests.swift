@@ -16,17 +16,19 @@ import Testing
     /// Serves `models` on a free port, runs `body` with a client, then shuts the server down.
     static func withGRPCServer(
         models: [String], maxMessageBytes: Int = 64 << 20, allowClientSharedMemory: Bool = false,
-        _ body: @Sendable (Client) async throws -> Void
+        repository: ModelRepository = ServerTestSupport.repository, modelControlMode: ModelControlMode = .none,
+        restrictions: APIRestrictions = APIRestrictions(), _ body: @Sendable (Client) async throws -> Void
     ) async throws {
         let server = try await ServerTestSupport.server(
-            models: models, allowClientSharedMemory: allowClientSharedMemory)
+            models: models, repository: repository, allowClientSharedMemory: allowClientSharedMemory,
+            modelControlMode: modelControlMode)
         var logger = Logger(label: "test-grpc")
         logger.logLevel = .warning
         let frontEnd = GRPCFrontEnd(
             service: GRPCInferenceService(
                 manager: server.manager, metrics: server.metrics, maxRequestBytes: maxMessageBytes,
                 sharedMemory: server.sharedMemory),
-            host: "127.0.0.1", port: 0, logger: logger)
+            host: "127.0.0.1", port: 0, restrictions: restrictions, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await frontEnd.run() }
             let port = try #require(await frontEnd.listeningPort)

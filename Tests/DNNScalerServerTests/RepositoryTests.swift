@@ -9,7 +9,7 @@ import Testing
 /// Repository index, load with a config override, unload; a corrupt model next to good ones.
 @Suite(.serialized) struct RepositoryTests {
     @Test func loadOverrideChangesSloAndPolicyWithoutRestart() async throws {
-        let server = try await ServerTestSupport.server(models: ["simple"])
+        let server = try await ServerTestSupport.server(models: ["simple"], modelControlMode: .explicit)
         try await ServerTestSupport.withLiveServer(server) { client in
             let config = #"{"dnnscaler": {"slo_ms": 42, "policy": "static", "batch_size": 4, "instances": 1}}"#
             try await client.execute(
@@ -43,7 +43,7 @@ import Testing
     }
 
     @Test func unloadAndLoadAgain() async throws {
-        let server = try await ServerTestSupport.server(models: ["simple"])
+        let server = try await ServerTestSupport.server(models: ["simple"], modelControlMode: .explicit)
         try await ServerTestSupport.withLiveServer(server) { client in
             try await client.execute(uri: "/v2/repository/models/simple/unload", method: .post) {
                 #expect($0.status == .ok)

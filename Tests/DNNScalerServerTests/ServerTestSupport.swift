@@ -14,7 +14,9 @@ enum ServerTestSupport {
     /// A server over `repository` with `models` loaded, quick to start.
     static func server(
         models: [String], repository: ModelRepository = repository, defaults: ModelServingOptions? = nil,
-        maxBodyBytes: Int = 64 << 20, allowClientSharedMemory: Bool = false
+        maxBodyBytes: Int = 64 << 20, allowClientSharedMemory: Bool = false,
+        modelControlMode: ModelControlMode = .none, httpRestrictions: APIRestrictions = APIRestrictions(),
+        grpcRestrictions: APIRestrictions = APIRestrictions()
     ) async throws -> InferenceServer {
         let runtime = try OnnxRuntime.load(
             libraryPath: ProcessInfo.processInfo.environment[OnnxRuntime.libraryEnvironmentVariable])
@@ -24,7 +26,9 @@ enum ServerTestSupport {
         let server = InferenceServer(
             settings: ServerSettings(
                 host: "127.0.0.1", httpPort: 0, metricsPort: 0, repository: repository, models: models,
-                defaults: options, maxBodyBytes: maxBodyBytes, allowClientSharedMemory: allowClientSharedMemory),
+                defaults: options, maxBodyBytes: maxBodyBytes, allowClientSharedMemory: allowClientSharedMemory,
+                modelControlMode: modelControlMode, httpRestrictions: httpRestrictions,
+                grpcRestrictions: grpcRestrictions),
             runtime: runtime, logger: logger)
         await server.manager.loadAll(names: models)
         return server

@@ -36,7 +36,7 @@ import Testing
         #expect(placement.io == [6, 7])
         #expect(placement.isSplit)
         #expect(placement.pinnedCompute == [0, 1, 2, 3])
-        #expect(placement.description == "compute 0-3, io 6-7")
+        #expect(placement.description == "compute 0-3 (4 cores), io 6-7")
     }
 
     @Test func noIOCoresMeansNothingIsPinned() throws {
@@ -44,7 +44,7 @@ import Testing
         #expect(placement == .unsplit([0, 1, 2]))
         #expect(!placement.isSplit)
         #expect(placement.pinnedCompute == nil)
-        #expect(placement.description == "unsplit 0-2")
+        #expect(placement.description == "unsplit 0-2 (3 cores)")
     }
 
     @Test func atLeastOneCPUMustCompute() {
@@ -52,7 +52,7 @@ import Testing
             #expect {
                 try CPUPlacement.split(allowed: [4, 5], ioCores: ioCores)
             } throws: { error in
-                "\(error)".contains("between 0 and 1") && "\(error)".contains("2 CPU(s) (4-5)")
+                "\(error)".contains("between 0 and 1") && "\(error)".contains("2 core(s) on CPU(s) 4-5")
             }
         }
     }

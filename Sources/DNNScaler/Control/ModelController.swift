@@ -38,10 +38,14 @@ public final class ModelController: Sendable {
         var lastShed: UInt64
         var decisions: [DecisionRecord] = []
         var stopped = false
+        var capacity: CapacityEstimate?
     }
 
     /// Creates a controller; applies the policy's initial configuration first (blocking).
-    public init(runtime: ModelRuntime, policy: any ScalingPolicy, percentile: Double) throws(BackendError) {
+    /// `capacity` is kept up to date from the runtime's counters at every step.
+    public init(
+        runtime: ModelRuntime, policy: any ScalingPolicy, percentile: Double, capacity: CapacityEstimate? = nil
+    ) throws(BackendError) {
         self.runtime = runtime
         self.percentile = percentile
         let snapshot = runtime.snapshot()
@@ -49,9 +53,12 @@ public final class ModelController: Sendable {
             State(
                 policy: policy, lastDecisionTime: snapshot.time, lastChangeTime: snapshot.time,
                 lastArrivals: snapshot.statistics.arrivals,
-                lastShed: snapshot.statistics.shedCount))
+                lastShed: snapshot.statistics.shedCount, capacity: capacity))
         try runtime.apply(policy.initialConfiguration)
     }
+
+    /// The capacity estimate as of the last step; `nil` without a profile.
+    public var capacity: CapacityEstimate? { state.withLock { $0.capacity } }
 
     /// The policy's name, the lever it tunes and its recent decisions (newest last): every change,
     /// and the latest hold.
@@ -59,10 +66,15 @@ public final class ModelController: Sendable {
         state.withLock { ($0.policy.name, $0.policy.mode, $0.decisions) }
     }
 
-    /// Replaces the policy (e.g. after an SLO or policy change) and applies its start.
-    public func replacePolicy(_ policy: any ScalingPolicy) throws(BackendError) {
+    /// Replaces the policy (e.g. after an SLO or policy change) and its capacity estimate, and
+    /// applies its start. The estimate keeps the smoothed arrival rate it had.
+    public func replacePolicy(_ policy: any ScalingPolicy, capacity: CapacityEstimate? = nil) throws(BackendError) {
         let snapshot = runtime.snapshot()
         state.withLock {
+            if var capacity {
+                if let previous = $0.capacity { capacity.carryArrivals(from: previous) }
+                $0.capacity = capacity
+            }
             $0.policy = policy
             $0.lastDecisionTime = snapshot.time
             $0.lastChangeTime = snapshot.time
@@ -78,6 +90,9 @@ public final class ModelController: Sendable {
     public func step() -> DecisionRecord? {
         let snapshot = runtime.snapshot()
         let decided: (decision: Decision, observation: Observation)? = state.withLock { state in
+            state.capacity?.update(
+                time: snapshot.time, arrivals: snapshot.statistics.arrivals, batches: snapshot.statistics.batches,
+                instances: snapshot.configuration.instances)
             guard !state.stopped, snapshot.time - state.lastDecisionTime >= state.policy.period else { return nil }
             let minimumSamples = LatencyWindow.minimumSamples(forPercentile: percentile)
             guard

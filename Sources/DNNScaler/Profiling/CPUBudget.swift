@@ -80,7 +80,9 @@ struct CgroupLimits {
         let membership = (try? String(contentsOfFile: selfCgroupFile, encoding: .utf8)) ?? ""
         var limits = CgroupLimits()
         // cgroup v2: one line "0::/path"; the files sit in <root>/<path> and its ancestors.
-        let unifiedPath = membership.split(separator: "\n").first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) }
+        let unifiedPath = membership.split(separator: "\n").first { $0.hasPrefix("0::") }.map {
+            String($0.dropFirst(3))
+        }
         if FileManager.default.fileExists(atPath: "\(root)/cgroup.controllers") {
             for folder in folders(root: root, path: unifiedPath ?? "/") {
                 if let quota = cpuMaxQuota(read("\(folder)/cpu.max")) {

@@ -26,7 +26,9 @@ public struct CPUPlacement: Sendable, Equatable, CustomStringConvertible {
     /// The last `ioCores` of `allowed` (ascending CPU numbers) for I/O, the rest for compute;
     /// `cores` (default: one per allowed CPU) is the budget the I/O cores are counted against.
     /// `ioCores` 0 is ``unsplit(_:cores:)``; at least one core must stay for compute.
-    public static func split(allowed: [Int], ioCores: Int, cores: Int? = nil) throws(CPUPlacementError)
+    public static func split(
+        allowed: [Int], ioCores: Int, cores: Int? = nil
+    ) throws(CPUPlacementError)
         -> CPUPlacement
     {
         let budget = cores ?? allowed.count

@@ -42,7 +42,9 @@ public enum ModelName {
         guard !version.isEmpty, version.utf8.count <= maximumVersionDigits,
             version.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
         else {
-            throw Refusal(message: "model version '\(displayed(version))' must be a number of up to \(maximumVersionDigits) digits")
+            throw Refusal(
+                message:
+                    "model version '\(displayed(version))' must be a number of up to \(maximumVersionDigits) digits")
         }
     }
 

@@ -41,7 +41,8 @@ public struct GRPCFrontEnd: Service {
             })
         server = GRPCServer(
             transport: transport, services: [service],
-            interceptors: restrictions.requirements.isEmpty ? [] : [RestrictedAPIInterceptor(restrictions: restrictions)])
+            interceptors: restrictions.requirements.isEmpty
+                ? [] : [RestrictedAPIInterceptor(restrictions: restrictions)])
         self.logger = logger
     }
 

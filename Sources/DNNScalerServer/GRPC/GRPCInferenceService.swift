@@ -40,7 +40,8 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
         .with { $0.ready = manager.isServerReady }
     }
 
-    /// Whether a model (and version) serves; NOT_FOUND for a model the server does not know.
+    /// Whether a model (and version) serves; NOT_FOUND for a model the server does not know,
+    /// INVALID_ARGUMENT for a name that could not name one.
     public func modelReady(
         request: Inference_ModelReadyRequest, context: ServerContext
     ) async throws -> Inference_ModelReadyResponse {
@@ -48,7 +49,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
             _ = try manager.model(named: request.name, version: Self.version(request.version))
             return .with { $0.ready = true }
         } catch {
-            if error.status == .notFound { throw Self.rpcError(error) }
+            if error.status == .notFound || error.status == .badRequest { throw Self.rpcError(error) }
             return .with { $0.ready = false }
         }
     }

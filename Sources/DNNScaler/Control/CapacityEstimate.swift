@@ -1,0 +1,243 @@
+import Foundation
+
+/// How much of its capacity a model uses: the smoothed arrival rate (shed requests count, they
+/// arrived) over the rate the best configuration the controller can reach sustains within the
+/// SLO. What an autoscaler should target: below 1 the model keeps its SLO; a fleet kept at, say,
+/// 0.7 scales out before shedding starts.
+///
+/// The sustainable rate is predicted once from the profile: for every reachable batch limit and
+/// instance count, a seeded queueing simulation of Poisson arrivals at first-come-first-served
+/// instances that each take up to the batch limit of what is waiting (the server's dynamic
+/// batcher without a queue delay), with each batch taking the time the profile measured for its
+/// size at that instance count; the highest rate whose percentile of latency stays within the SLO
+/// wins. Served batch times then correct it: when batches take longer than the profile said (a
+/// noisy neighbour, a slower node), the capacity shrinks in proportion. Pure value type with no
+/// clock: the server and the simulator feed it the same counters.
+public struct CapacityEstimate: Sendable {
+    /// Seconds over which the arrival rate is smoothed (exponential time constant).
+    public static let arrivalSmoothingSeconds = 5.0
+    /// How much one judged sample of served batch times moves the correction (exponential weight).
+    public static let correctionWeight = 0.3
+    /// Batches a correction sample needs before it is judged.
+    public static let correctionMinimumBatches: UInt64 = 16
+    /// The correction's bounds: beyond them the profile is wrong, not the node slower.
+    public static let correctionBounds = 0.25...4.0
+
+    /// The predicted sustainable rate (requests/s) of the best reachable configuration, before
+    /// the correction; `nil` without a profile.
+    public let predictedRate: Double?
+    /// The configuration that rate belongs to.
+    public let predictedConfiguration: ServingConfiguration?
+    /// Observed over predicted batch time (1: as profiled).
+    public private(set) var serviceCorrection = 1.0
+    /// The arrival rate (requests/s), smoothed over ``arrivalSmoothingSeconds``.
+    public private(set) var arrivalRate = 0.0
+
+    private let batchTimes: BatchTimeModel
+    private var last: (time: Double, arrivals: UInt64, batches: [Int: DurationStatistic])?
+    private var pending = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
+
+    /// Predicts from `profile` over the configurations a policy may reach: batch limits up to
+    /// `maxBatch` and 1 through `maxInstances` instances, or only `fixed` (the static policy).
+    public init(
+        profile: Profile?, maxBatch: Int, maxInstances: Int, sloMs: Double, percentile: Double,
+        fixed: ServingConfiguration? = nil
+    ) {
+        let batchTimes = BatchTimeModel(profile: profile)
+        self.batchTimes = batchTimes
+        var best: (rate: Double, configuration: ServingConfiguration)?
+        let candidates: [ServingConfiguration] =
+            fixed.map { [$0] }
+            ?? Self.instanceCandidates(maxInstances).flatMap { instances in
+                Self.batchCandidates(maxBatch).map { ServingConfiguration(batchLimit: $0, instances: instances) }
+            }
+        for configuration in candidates {
+            guard batchTimes.hasPrediction(instances: configuration.instances) else { continue }
+            let rate = Self.sustainableRate(
+                batchMs: { batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity },
+                batchLimit: configuration.batchLimit, instances: configuration.instances, sloMs: sloMs,
+                percentile: percentile)
+            if rate > (best?.rate ?? 0) { best = (rate, configuration) }
+        }
+        predictedRate = best?.rate
+        predictedConfiguration = best?.configuration
+    }
+
+    /// The sustainable rate now: the prediction over the served-time correction.
+    public var sustainableRate: Double? { predictedRate.map { $0 / serviceCorrection } }
+
+    /// Arrival rate over sustainable rate; `nil` without a prediction (no profile).
+    public var used: Double? {
+        guard let rate = sustainableRate, rate > 0 else { return nil }
+        return arrivalRate / rate
+    }
+
+    /// Takes over `previous`'s smoothed arrival rate and counters (a new SLO or policy changes
+    /// the capacity, not the load).
+    public mutating func carryArrivals(from previous: CapacityEstimate) {
+        arrivalRate = previous.arrivalRate
+        last = previous.last
+    }
+
+    /// Folds in the runtime's cumulative counters at `time` (seconds): requests that arrived (all
+    /// outcomes), and the batches run per size with their backend time, at `instances` instances.
+    public mutating func update(
+        time: Double, arrivals: UInt64, batches: [Int: DurationStatistic], instances: Int
+    ) {
+        defer { last = (time, arrivals, batches) }
+        guard let last, time > last.time else { return }
+        let elapsed = time - last.time
+        let instantaneous = Double(arrivals &- last.arrivals) / elapsed
+        let weight = 1 - exp(-elapsed / Self.arrivalSmoothingSeconds)
+        arrivalRate += weight * (instantaneous - arrivalRate)
+        for (size, total) in batches {
+            let before = last.batches[size] ?? DurationStatistic()
+            let count = total.count &- before.count
+            guard count > 0, let predictedMs = batchTimes.ms(batchSize: size, instances: instances) else { continue }
+            pending.observedNs += Double(total.ns &- before.ns)
+            pending.predictedNs += predictedMs * 1e6 * Double(count)
+            pending.batches += count
+        }
+        if pending.batches >= Self.correctionMinimumBatches, pending.predictedNs > 0 {
+            let ratio = pending.observedNs / pending.predictedNs
+            let corrected = serviceCorrection + Self.correctionWeight * (ratio - serviceCorrection)
+            serviceCorrection = min(max(corrected, Self.correctionBounds.lowerBound), Self.correctionBounds.upperBound)
+            pending = (0, 0, 0)
+        }
+    }
+
+    /// Batch limits tried: powers of two up to `maxBatch`, and `maxBatch`.
+    static func batchCandidates(_ maxBatch: Int) -> [Int] {
+        var sizes: [Int] = []
+        var size = 1
+        while size < maxBatch {
+            sizes.append(size)
+            size *= 2
+        }
+        return sizes + [max(1, maxBatch)]
+    }
+
+    /// Instance counts tried: every count up to 8, then powers of two (and the most).
+    static func instanceCandidates(_ maxInstances: Int) -> [Int] {
+        let most = max(1, maxInstances)
+        var counts = Array(1...min(most, 8))
+        var count = 16
+        while count < most {
+            counts.append(count)
+            count *= 2
+        }
+        if most > 8 { counts.append(most) }
+        return counts
+    }
+
+    /// The highest Poisson arrival rate (requests/s) at which `instances` first-come-first-served
+    /// instances, each taking up to `batchLimit` waiting requests at once and `batchMs(n)` for a
+    /// batch of n, keep the `percentile` of latency (waiting included) within `sloMs`. A bisection
+    /// over the same seeded arrivals as ``InstanceCapacityModel``, scaled.
+    public static func sustainableRate(
+        batchMs: (Int) -> Double, batchLimit: Int, instances: Int, sloMs: Double, percentile: Double
+    ) -> Double {
+        let single = batchMs(1)
+        guard single > 0, single <= sloMs, instances > 0, batchLimit > 0 else { return 0 }
+        let gaps = InstanceCapacityModel.unitGaps
+        let allowedMisses = Int((Double(gaps.count) * (1 - percentile / 100)).rounded(.down))
+        let fullBatch = batchMs(batchLimit)
+        var low = 0.0
+        // Saturation: every instance always running full batches (per ms).
+        var high =
+            Double(instances * batchLimit) / min(fullBatch.isFinite ? fullBatch : single, .greatestFiniteMagnitude)
+        high = max(high, Double(instances) / single)
+        var arrivals = [Double](repeating: 0, count: gaps.count)
+        for _ in 0..<24 {
+            let middle = (low + high) / 2
+            var now = 0.0
+            for index in gaps.indices {
+                now += gaps[index] / middle
+                arrivals[index] = now
+            }
+            let misses = batchedMisses(
+                arrivals: arrivals, batchMs: batchMs, batchLimit: batchLimit, instances: instances, sloMs: sloMs,
+                allowed: allowedMisses)
+            if misses <= allowedMisses { low = middle } else { high = middle }
+        }
+        return low * 1000
+    }
+
+    /// Requests whose latency exceeds `sloMs` (counting stops past `allowed`).
+    static func batchedMisses(
+        arrivals: [Double], batchMs: (Int) -> Double, batchLimit: Int, instances: Int, sloMs: Double, allowed: Int
+    ) -> Int {
+        var freeAt = [Double](repeating: 0, count: instances)
+        var next = 0
+        var misses = 0
+        while next < arrivals.count {
+            var earliest = 0
+            for index in 1..<instances where freeAt[index] < freeAt[earliest] { earliest = index }
+            let start = max(freeAt[earliest], arrivals[next])
+            var size = 1
+            while size < batchLimit, next + size < arrivals.count, arrivals[next + size] <= start { size += 1 }
+            let done = start + batchMs(size)
+            for index in next..<(next + size) where done - arrivals[index] > sloMs { misses += 1 }
+            if misses > allowed { return misses }
+            freeAt[earliest] = done
+            next += size
+        }
+        return misses
+    }
+}
+
+/// The time (ms) one instance takes for a batch of n at k instances, from a profile's throughput
+/// (k instances at t samples/s running batches of b: k·b/t each), linear in the batch size
+/// between measured sizes; at an instance count the profile lacks, the batch-1 time comes from
+/// ``InstanceCapacityModel``'s interpolation and the batch shape from the nearest measured count.
+struct BatchTimeModel: Sendable {
+    /// Per measured instance count: (batch size, ms) ascending.
+    let measured: [Int: [(size: Double, ms: Double)]]
+    /// Batch-1 ms per instance count, measured or interpolated (``InstanceCapacityModel``).
+    let singleMs: [Int: Double]
+
+    init(profile: Profile?) {
+        var byCount: [Int: [Int: Double]] = [:]
+        for point in profile?.points ?? [] where point.throughput > 0 {
+            let ms = 1000 * Double(point.instances * point.batchSize) / point.throughput
+            byCount[point.instances, default: [:]][point.batchSize] = min(
+                byCount[point.instances]?[point.batchSize] ?? .infinity, ms)
+        }
+        measured = byCount.mapValues { sizes in sizes.sorted { $0.key < $1.key }.map { (Double($0.key), $0.value) } }
+        let maxCount = max(1, (byCount.keys.max() ?? 1) * 4)
+        singleMs =
+            InstanceCapacityModel(
+                profile: profile, maxInstances: maxCount, sloMs: .greatestFiniteMagnitude, percentile: 99
+            )
+            .serviceMs
+    }
+
+    func hasPrediction(instances: Int) -> Bool {
+        measured[instances] != nil || (!measured.isEmpty && singleMs[instances] != nil)
+    }
+
+    func ms(batchSize: Int, instances: Int) -> Double? {
+        if let points = measured[instances] { return Self.shape(points, at: Double(batchSize)) }
+        guard let single = singleMs[instances],
+            let nearest = measured.keys.min(by: { abs($0 - instances) < abs($1 - instances) }),
+            let points = measured[nearest], let nearestSingle = Self.shape(points, at: 1), nearestSingle > 0,
+            let scaled = Self.shape(points, at: Double(batchSize))
+        else { return nil }
+        return single * scaled / nearestSingle
+    }
+
+    /// Linear through the measured sizes; beyond them along the nearest segment (proportional
+    /// with one point), never below a tenth of the smallest measured time.
+    static func shape(_ points: [(size: Double, ms: Double)], at size: Double) -> Double? {
+        guard let first = points.first else { return nil }
+        guard points.count > 1 else { return first.ms * size / first.size }
+        var lower = points[0]
+        var upper = points[1]
+        for index in 1..<points.count where points[index - 1].size <= size {
+            lower = points[index - 1]
+            upper = points[index]
+        }
+        let slope = (upper.ms - lower.ms) / (upper.size - lower.size)
+        return max(first.ms / 10, lower.ms + slope * (size - lower.size))
+    }
+}

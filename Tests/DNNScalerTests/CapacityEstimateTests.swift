@@ -1,0 +1,78 @@
+import Testing
+
+@testable import DNNScaler
+
+/// The capacity estimate: its queueing prediction, the served-time correction, the smoothed load.
+@Suite struct CapacityEstimateTests {
+    static func point(instances: Int, batch: Int, throughput: Double) -> ProfilePoint {
+        let ms = 1000 * Double(instances * batch) / throughput
+        return ProfilePoint(
+            instances: instances, threadsPerInstance: 1, batchSize: batch, throughput: throughput,
+            latencyMs: LatencySummary(mean: ms, p50: ms, p95: ms, p99: ms, atPercentile: ms), batches: 100,
+            residentMemoryBytes: 0)
+    }
+
+    static func profile(_ points: [ProfilePoint]) -> Profile {
+        Profile(
+            model: "m", backend: "test", device: "test", createdAt: "", percentile: 99, durationSeconds: 1,
+            points: points, sloMs: nil)
+    }
+
+    @Test func batchOneMatchesTheInstanceModel() {
+        for (serviceMs, instances) in [(56.7, 1), (10.0, 2), (6.0, 3)] {
+            let batched = CapacityEstimate.sustainableRate(
+                batchMs: { _ in serviceMs }, batchLimit: 1, instances: instances, sloMs: 150, percentile: 99)
+            let single = InstanceCapacityModel.sustainableRate(
+                serviceMs: serviceMs, instances: instances, sloMs: 150, percentile: 99)
+            #expect(abs(batched - single) / single < 0.01, "\(serviceMs) ms x \(instances): \(batched) vs \(single)")
+        }
+    }
+
+    @Test func batchingRaisesTheRateWhenBatchesAreCheap() {
+        // 10 ms for one, 20 ms for eight: batching sustains far more than batch 1.
+        let batchMs: (Int) -> Double = { 10 + Double($0 - 1) * 10 / 7 }
+        let one = CapacityEstimate.sustainableRate(
+            batchMs: batchMs, batchLimit: 1, instances: 1, sloMs: 100, percentile: 99)
+        let eight = CapacityEstimate.sustainableRate(
+            batchMs: batchMs, batchLimit: 8, instances: 1, sloMs: 100, percentile: 99)
+        #expect(one > 50 && one < 100)
+        #expect(eight > 2 * one)
+        #expect(eight < 400)  // below saturation, 8 per 20 ms
+    }
+
+    @Test func thePredictionPicksTheBestReachableConfiguration() {
+        let profile = Self.profile([
+            Self.point(instances: 1, batch: 1, throughput: 100), Self.point(instances: 1, batch: 8, throughput: 110),
+            Self.point(instances: 2, batch: 1, throughput: 180), Self.point(instances: 2, batch: 8, throughput: 190),
+        ])
+        let estimate = CapacityEstimate(profile: profile, maxBatch: 8, maxInstances: 2, sloMs: 50, percentile: 99)
+        #expect(estimate.predictedConfiguration?.instances == 2)
+        let rate = try? #require(estimate.predictedRate)
+        #expect((rate ?? 0) > 100 && (rate ?? 0) < 180)
+        let fixed = CapacityEstimate(
+            profile: profile, maxBatch: 8, maxInstances: 2, sloMs: 50, percentile: 99,
+            fixed: ServingConfiguration(batchLimit: 1, instances: 1))
+        #expect(fixed.predictedConfiguration == ServingConfiguration(batchLimit: 1, instances: 1))
+        #expect((fixed.predictedRate ?? 0) < (rate ?? 0))
+        #expect(CapacityEstimate(profile: nil, maxBatch: 8, maxInstances: 2, sloMs: 50, percentile: 99).used == nil)
+    }
+
+    @Test func loadIsSmoothedAndSlowerBatchesShrinkTheCapacity() {
+        let profile = Self.profile([Self.point(instances: 1, batch: 1, throughput: 100)])
+        var estimate = CapacityEstimate(profile: profile, maxBatch: 1, maxInstances: 1, sloMs: 100, percentile: 99)
+        let predicted = try? #require(estimate.sustainableRate)
+        // 50 requests/s for 30 s, each batch of one taking twice the profiled 10 ms.
+        var arrivals: UInt64 = 0
+        var batches = DurationStatistic()
+        for tick in 0...150 {
+            estimate.update(time: Double(tick) * 0.2, arrivals: arrivals, batches: [1: batches], instances: 1)
+            arrivals += 10
+            batches.count += 10
+            batches.ns += 10 * 20_000_000
+        }
+        #expect(abs(estimate.arrivalRate - 50) < 2)
+        #expect(abs(estimate.serviceCorrection - 2) < 0.1)
+        #expect(abs((estimate.sustainableRate ?? 0) - (predicted ?? 0) / 2) < 0.1 * (predicted ?? 1))
+        #expect(abs((estimate.used ?? 0) - 50 / ((predicted ?? 1) / 2)) < 0.1)
+    }
+}
