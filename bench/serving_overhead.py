@@ -278,7 +278,10 @@ class Server:
         cmd = [self.binary, "serve", "--model-repository", self.repository, "--models", ",".join(self.models),
                "--host", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
                "--metrics-port", str(metrics_port),
-               "--slo-ms", str(self.slo_ms)]
+               "--slo-ms", str(self.slo_ms),
+               # The benchmarks reconfigure models through load (a config override), and stop
+               # servers with SIGTERM without waiting for a load balancer.
+               "--model-control-mode", "explicit", "--drain-grace-seconds", "0"]
         if self.policy:
             cmd += ["--policy", self.policy]
         if self.batch_size is not None:

@@ -9,7 +9,8 @@
 # ready, then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4, system shared
 # memory, BYTES binary and JSON) and gRPC (unary, batch 4, streaming, system shared memory, BYTES), tests/interop/tritonclient_roundtrip.py and
 # tests/interop/tritonclient_grpc_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
-# checks a clean exit (0 within 30 s). Needs scripts/setup (models) and scripts/setup_clients
+# checks a clean exit (0 within 30 s), then runs tests/interop/drain_check.py (SIGTERM under load
+# with a drain grace, on servers of its own). Needs scripts/setup (models) and scripts/setup_clients
 # (.venv-client with tritonclient and perf_analyzer). Prints `N passed, M failed` last and
 # exits non-zero if anything failed. Takes about a minute.
 #
@@ -94,6 +95,7 @@ IO_ARGS=()
 say "starting $BIN on http $HTTP_PORT, grpc $GRPC_PORT, metrics $METRICS_PORT (models $MODELS) ${IO_ARGS[*]}"
 "$BIN" serve --model-repository "$REPO" --models "$MODELS" --host 127.0.0.1 \
   --http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --metrics-port "$METRICS_PORT" --slo-ms 50 --allow-client-shm \
+  --drain-grace-seconds 0 \
   "${IO_ARGS[@]}" >"$LOG" 2>&1 &
 SERVER_PID=$!
 
@@ -234,6 +236,16 @@ else
   else
     fail "SIGTERM: server exited with status $rc"
   fi
+fi
+
+# --- drain under load (its own servers) ----------------------------------------------------
+say "drain: SIGTERM under open-loop load"
+if "$CLIENT_VENV/bin/python" "$ROOT/tests/interop/drain_check.py" --bin "$BIN" --repository "$REPO" \
+  >"$WORK/drain.txt" 2>&1; then
+  pass "drain ($(grep -c '^ok ' "$WORK/drain.txt") checks: $(grep 'readiness' "$WORK/drain.txt" | sed 's/^ok //'))"
+else
+  fail "drain"
+  cat "$WORK/drain.txt"
 fi
 
 if [ "$FAILED" -ne 0 ]; then
