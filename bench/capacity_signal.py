@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""How well `dnnscaler_capacity_used` tracks the load an autoscaler should see.
+
+For each model: one server (its config.json SLO, the default policy), a `dnnscaler bench --sweep`
+for the highest open-loop rate whose p99 stays within the SLO (the capacity C), then rounds of
+open-loop Poisson load at fractions of C (default 25, 50, 75, 100 and 125%), ascending in each
+round. During the last part of each run the script reads the model's capacity estimate from
+/dnnscaler/status twice a second and keeps the median; the table gives, per fraction, the median
+over rounds and its error relative to the fraction offered.
+
+Target (docs/security.md and the issue that asked for the gauge): within +-20% (relative) of the
+fraction up to 100%, and at least 1 above it.
+
+    .venv-client/bin/python bench/capacity_signal.py                       # squeezenet, resnet50
+    .venv-client/bin/python bench/capacity_signal.py --models squeezenet --rounds 1
+
+Writes bench/results/capacity-signal-<time>.json (ignored by git). Needs `make release`.
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serving_overhead import DEFAULT_BIN, ROOT, Server, log  # noqa: E402
+
+SLO_MS = {"squeezenet": 20.0, "resnet50": 150.0}
+START_RATE = {"squeezenet": 100.0, "resnet50": 10.0}
+
+
+def sweep(binary, server, model, slo_ms, start_rate, workdir):
+    out = os.path.join(workdir, f"sweep-{model}.json")
+    cmd = [binary, "bench", "--url", server.base, "--model", model, "--rate", str(start_rate), "--sweep",
+           "--slo-ms", str(slo_ms), "--duration", "6", "--warmup", "2", "--sweep-steps", "4", "--quiet",
+           "--json", out]
+    log(" ".join(cmd))
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        return json.load(f)["sustained_rate"]
+
+
+def gauge_during(binary, server, model, rate, duration, read_after, workdir):
+    """Runs open-loop load at `rate` for `duration` s; returns the median gauge read after `read_after` s."""
+    out = os.path.join(workdir, f"load-{model}-{rate:.1f}.json")
+    cmd = [binary, "bench", "--url", server.base, "--model", model, "--rate", f"{rate:.3f}", "--duration",
+           str(duration), "--quiet", "--json", out]
+    readings = []
+    stop = threading.Event()
+
+    def poll():
+        began = time.monotonic()
+        while not stop.is_set():
+            if time.monotonic() - began >= read_after:
+                status = server.status(model)
+                capacity = (status or {}).get("capacity") or {}
+                if capacity.get("used") is not None:
+                    readings.append(capacity)
+            stop.wait(0.5)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    stop.set()
+    poller.join()
+    with open(out) as f:
+        summary = json.load(f)["summary"]
+    if not readings:
+        return None
+    return {
+        "used": statistics.median(r["used"] for r in readings),
+        "arrival_rate": statistics.median(r["arrival_rate"] for r in readings),
+        "sustainable_rate": statistics.median(r["sustainable_rate"] for r in readings),
+        "service_correction": statistics.median(r["service_correction"] for r in readings),
+        "readings": len(readings),
+        "throughput": summary["throughput"],
+        "succeeded": summary["succeeded"],
+        "requests": summary["requests"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin", default=DEFAULT_BIN)
+    parser.add_argument("--models", default="squeezenet,resnet50")
+    parser.add_argument("--fractions", default="0.25,0.5,0.75,1.0,1.25")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=20, help="seconds of load per fraction")
+    parser.add_argument("--read-after", type=float, default=12,
+                        help="seconds into each run before the gauge is read (the estimate smooths over 5 s)")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    fractions = [float(f) for f in args.fractions.split(",")]
+    results = {"command": " ".join(sys.argv), "started": datetime.datetime.now().isoformat(timespec="seconds"),
+               "models": {}}
+    with tempfile.TemporaryDirectory() as workdir:
+        for model in args.models.split(","):
+            slo_ms = SLO_MS.get(model, 100.0)
+            with Server(args.bin, [model], slo_ms) as server:
+                capacity = sweep(args.bin, server, model, slo_ms, START_RATE.get(model, 20.0), workdir)
+                log(f"{model}: capacity at p99 <= {slo_ms:g} ms: {capacity:.1f}/s")
+                rounds = []
+                for round_index in range(args.rounds):
+                    row = {}
+                    for fraction in fractions:
+                        reading = gauge_during(args.bin, server, model, fraction * capacity, args.duration,
+                                               args.read_after, workdir)
+                        row[str(fraction)] = reading
+                        log(f"{model} round {round_index + 1} at {fraction:.0%}: gauge "
+                            f"{reading['used'] if reading else float('nan'):.3f}")
+                    rounds.append(row)
+                results["models"][model] = {"slo_ms": slo_ms, "capacity": capacity, "rounds": rounds}
+
+    print()
+    print("| model | capacity (sweep) | offered | gauge (median of rounds) | error | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    all_met = True
+    for model, data in results["models"].items():
+        for fraction in fractions:
+            values = [r[str(fraction)]["used"] for r in data["rounds"] if r[str(fraction)]]
+            gauge = statistics.median(values) if values else float("nan")
+            error = (gauge - fraction) / fraction
+            met = abs(error) <= 0.2 if fraction <= 1.0 else gauge >= 1.0
+            all_met &= met
+            target = "+-20%" if fraction <= 1.0 else ">= 1"
+            print(f"| {model} | {data['capacity']:.1f}/s | {fraction:.0%} ({fraction * data['capacity']:.1f}/s) | "
+                  f"{gauge:.3f} ({', '.join(f'{v:.3f}' for v in values)}) | {error:+.1%} | {target} | "
+                  f"{'yes' if met else 'no'} |")
+    results["all_met"] = all_met
+    output = args.output or os.path.join(
+        ROOT, "bench", "results", f"capacity-signal-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"\nwrote {output}")
+
+
+if __name__ == "__main__":
+    main()
