@@ -46,7 +46,7 @@ import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, ROOT, Server, log, model_repository  # noqa: E402
+from serving_overhead import DEFAULT_BIN, ROOT, Server, link_tree, log, model_repository  # noqa: E402
 
 REPOSITORY = os.path.join(ROOT, "model_repository")
 
@@ -465,7 +465,7 @@ def overload(args, workdir, rate):
 def corrupt_model(args, workdir):
     repo = os.path.join(workdir, "corrupt-repo")
     os.makedirs(os.path.join(repo, "broken", "1"))
-    os.symlink(os.path.join(REPOSITORY, "linear_hand"), os.path.join(repo, "linear_hand"))
+    link_tree(os.path.join(REPOSITORY, "linear_hand"), os.path.join(repo, "linear_hand"))
     with open(os.path.join(repo, "broken", "1", "model.onnx"), "wb") as f:
         f.write(b"this is not an ONNX model" * 100)
     with Server(args.bin, ["broken", "linear_hand"], 1000, repository=repo) as server:

@@ -47,6 +47,7 @@ import json
 import os
 import re
 import signal
+import shutil
 import socket
 import statistics
 import subprocess
@@ -347,9 +348,23 @@ class Server:
                     {"parameters": {"config": json.dumps(config)}}, timeout=120)
 
 
+def link_tree(source, destination):
+    """Copies a folder as hard links (a copy where the file system cannot link). Not symlinks: the
+    server refuses model files that resolve outside its repository."""
+    if not os.path.isdir(source):
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copy2(source, destination)
+        return
+    os.makedirs(destination)
+    for entry in os.listdir(source):
+        link_tree(os.path.join(source, entry), os.path.join(destination, entry))
+
+
 @contextlib.contextmanager
 def model_repository(models, source=DEFAULT_REPOSITORY, **dnnscaler):
-    """A temporary repository serving `models` from `source` (version folders linked, not copied),
+    """A temporary repository serving `models` from `source` (files hard-linked, not copied),
     with each model's config.json updated with the given `dnnscaler` fields (e.g. slo_ms=20): the
     models' own config.json (e.g. squeezenet's slo_ms 20) wins over `serve --slo-ms`, so a
     benchmark that needs another SLO sets it here."""
@@ -367,7 +382,7 @@ def model_repository(models, source=DEFAULT_REPOSITORY, **dnnscaler):
                     with open(path) as f:
                         config = json.load(f)
                 else:
-                    os.symlink(os.path.abspath(path), os.path.join(dst, entry))
+                    link_tree(path, os.path.join(dst, entry))
             if dnnscaler:
                 config.setdefault("dnnscaler", {}).update(dnnscaler)
             with open(os.path.join(dst, "config.json"), "w") as f:

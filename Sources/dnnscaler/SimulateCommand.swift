@@ -95,11 +95,16 @@ struct SimulateCommand: ParsableCommand {
             if let closedLoop { .closedLoop(clients: closedLoop) } else if distribution == "constant" {
                 .constant(rate: rate ?? 1)
             } else { .poisson(rate: rate ?? 1) }
+        let capacity = CapacityEstimate(
+            profile: loaded, maxBatch: context.maxBatch, maxInstances: context.maxInstances, sloMs: sloMs,
+            percentile: percentile,
+            fixed: kind == .static ? ServingConfiguration(batchLimit: batchSize, instances: instances) : nil)
         var simulator = Simulator(
             profile: loaded, policy: scalingPolicy,
             settings: SimulationSettings(
                 sloMs: sloMs, percentile: percentile, arrivals: arrivals, requests: requests, seed: seed,
-                measurementStartSeconds: warmup))
+                measurementStartSeconds: warmup),
+            capacity: capacity)
         let started = Date()
         let result = simulator.run()
         let wall = Date().timeIntervalSince(started)
@@ -124,6 +129,13 @@ struct SimulateCommand: ParsableCommand {
                 result.p999Ms, result.sloAttainment * 100))
         print(
             "final configuration: \(result.finalConfiguration), \(result.configurationChanges) configuration changes")
+        let used = result.series.filter { $0.time >= warmup }.compactMap(\.capacityUsed)
+        if let rate = capacity.predictedRate, let configuration = capacity.predictedConfiguration, !used.isEmpty {
+            print(
+                String(
+                    format: "capacity: %.1f/s predicted at %@; capacity used (median after the warm-up) %.2f", rate,
+                    configuration.description, used.sorted()[used.count / 2]))
+        }
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

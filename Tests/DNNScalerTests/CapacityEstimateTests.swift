@@ -47,32 +47,60 @@ import Testing
         ])
         let estimate = CapacityEstimate(profile: profile, maxBatch: 8, maxInstances: 2, sloMs: 50, percentile: 99)
         #expect(estimate.predictedConfiguration?.instances == 2)
-        let rate = try? #require(estimate.predictedRate)
-        #expect((rate ?? 0) > 100 && (rate ?? 0) < 180)
+        let rate = estimate.predictedRate ?? 0
+        #expect(rate > 100 && rate < 180)
         let fixed = CapacityEstimate(
             profile: profile, maxBatch: 8, maxInstances: 2, sloMs: 50, percentile: 99,
             fixed: ServingConfiguration(batchLimit: 1, instances: 1))
         #expect(fixed.predictedConfiguration == ServingConfiguration(batchLimit: 1, instances: 1))
-        #expect((fixed.predictedRate ?? 0) < (rate ?? 0))
+        #expect((fixed.predictedRate ?? 0) < rate)
         #expect(CapacityEstimate(profile: nil, maxBatch: 8, maxInstances: 2, sloMs: 50, percentile: 99).used == nil)
     }
 
     @Test func loadIsSmoothedAndSlowerBatchesShrinkTheCapacity() {
         let profile = Self.profile([Self.point(instances: 1, batch: 1, throughput: 100)])
         var estimate = CapacityEstimate(profile: profile, maxBatch: 1, maxInstances: 1, sloMs: 100, percentile: 99)
-        let predicted = try? #require(estimate.sustainableRate)
+        let predicted = estimate.sustainableRate ?? 0
         // 50 requests/s for 30 s, each batch of one taking twice the profiled 10 ms.
-        var arrivals: UInt64 = 0
-        var batches = DurationStatistic()
+        var statistics = ModelStatistics()
         for tick in 0...150 {
-            estimate.update(time: Double(tick) * 0.2, arrivals: arrivals, batches: [1: batches], instances: 1)
-            arrivals += 10
-            batches.count += 10
-            batches.ns += 10 * 20_000_000
+            estimate.update(time: Double(tick) * 0.2, statistics: statistics, instances: 1)
+            statistics.arrivals += 10
+            statistics.batches[1, default: DurationStatistic()].count += 10
+            statistics.batches[1, default: DurationStatistic()].ns += 10 * 20_000_000
         }
         #expect(abs(estimate.arrivalRate - 50) < 2)
         #expect(abs(estimate.serviceCorrection - 2) < 0.1)
-        #expect(abs((estimate.sustainableRate ?? 0) - (predicted ?? 0) / 2) < 0.1 * (predicted ?? 1))
-        #expect(abs((estimate.used ?? 0) - 50 / ((predicted ?? 1) / 2)) < 0.1)
+        #expect(predicted > 0)
+        #expect(abs((estimate.sustainableRate ?? 0) - predicted / 2) < 0.1 * predicted)
+        #expect(abs((estimate.used ?? 0) - 50 / (predicted / 2)) < 0.1)
+    }
+
+    @Test func spreadBatchTimesAndTimeOutsideTheBatchLowerTheRate() {
+        let profile = Self.profile([Self.point(instances: 2, batch: 1, throughput: 200)])
+        var estimate = CapacityEstimate(profile: profile, maxBatch: 1, maxInstances: 2, sloMs: 40, percentile: 99)
+        let steady = estimate.predictedRate ?? 0
+        // Batches as profiled on average (10 ms) but spread from 5 to 20 ms, and 4 ms per request
+        // outside queue and batch.
+        var statistics = ModelStatistics()
+        var window = LatencyWindow()
+        for tick in 0...60 {
+            let time = Double(tick) * 0.2
+            for index in 0..<10 {
+                let batchMs = [5.0, 7.5, 10, 12.5, 15, 5, 7.5, 10, 7.5, 20][index]
+                window.record(time: time, latencyMs: batchMs)
+                statistics.batches[1, default: DurationStatistic()].add(UInt64(batchMs * 1e6))
+                statistics.computeInfer.add(UInt64(batchMs * 1e6))
+                statistics.success.add(UInt64((batchMs + 4) * 1e6))
+            }
+            statistics.arrivals += 10
+            estimate.update(time: time, statistics: statistics, instances: 2, serviceWindow: window)
+        }
+        #expect(abs(estimate.overheadMs - 4) < 0.1)
+        #expect(estimate.batchTimeSpread.count == CapacityEstimate.spreadQuantiles)
+        #expect((estimate.batchTimeSpread.max() ?? 0) > 1.5)
+        let spread = estimate.predictedRate ?? 0
+        #expect(spread < 0.95 * steady, "\(spread) vs \(steady)")
+        #expect(spread > 0.3 * steady)
     }
 }

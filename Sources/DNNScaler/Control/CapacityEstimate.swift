@@ -22,20 +22,37 @@ public struct CapacityEstimate: Sendable {
     public static let correctionMinimumBatches: UInt64 = 16
     /// The correction's bounds: beyond them the profile is wrong, not the node slower.
     public static let correctionBounds = 0.25...4.0
+    /// Seconds between two predictions from what was served (the spread of batch times and the
+    /// time a request spends in the server outside its queue and batch).
+    public static let repredictionSeconds = 5.0
+    /// Batch times the spread is read from, at least.
+    public static let spreadMinimumBatches = 100
+    /// Quantiles the spread keeps.
+    static let spreadQuantiles = 50
 
     /// The predicted sustainable rate (requests/s) of the best reachable configuration, before
     /// the correction; `nil` without a profile.
-    public let predictedRate: Double?
+    public private(set) var predictedRate: Double?
     /// The configuration that rate belongs to.
-    public let predictedConfiguration: ServingConfiguration?
+    public private(set) var predictedConfiguration: ServingConfiguration?
     /// Observed over predicted batch time (1: as profiled).
     public private(set) var serviceCorrection = 1.0
     /// The arrival rate (requests/s), smoothed over ``arrivalSmoothingSeconds``.
     public private(set) var arrivalRate = 0.0
+    /// The mean time (ms) a served request spends in the server outside its queue and batch
+    /// (reading and decoding, assembling and splitting batches), taken off the SLO's budget.
+    public private(set) var overheadMs = 0.0
+    /// Observed batch times over their mean, at evenly spaced quantiles (empty: every batch takes
+    /// its mean time). A spread of batch times raises the tail at the same load.
+    public private(set) var batchTimeSpread: [Double] = []
 
     private let batchTimes: BatchTimeModel
-    private var last: (time: Double, arrivals: UInt64, batches: [Int: DurationStatistic])?
+    private let candidates: [ServingConfiguration]
+    private let sloMs: Double
+    private let percentile: Double
+    private var last: (time: Double, statistics: ModelStatistics)?
     private var pending = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
+    private var lastPrediction: Double?
 
     /// Predicts from `profile` over the configurations a policy may reach: batch limits up to
     /// `maxBatch` and 1 through `maxInstances` instances, or only `fixed` (the static policy).
@@ -43,24 +60,15 @@ public struct CapacityEstimate: Sendable {
         profile: Profile?, maxBatch: Int, maxInstances: Int, sloMs: Double, percentile: Double,
         fixed: ServingConfiguration? = nil
     ) {
-        let batchTimes = BatchTimeModel(profile: profile)
-        self.batchTimes = batchTimes
-        var best: (rate: Double, configuration: ServingConfiguration)?
-        let candidates: [ServingConfiguration] =
+        batchTimes = BatchTimeModel(profile: profile)
+        candidates =
             fixed.map { [$0] }
             ?? Self.instanceCandidates(maxInstances).flatMap { instances in
                 Self.batchCandidates(maxBatch).map { ServingConfiguration(batchLimit: $0, instances: instances) }
             }
-        for configuration in candidates {
-            guard batchTimes.hasPrediction(instances: configuration.instances) else { continue }
-            let rate = Self.sustainableRate(
-                batchMs: { batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity },
-                batchLimit: configuration.batchLimit, instances: configuration.instances, sloMs: sloMs,
-                percentile: percentile)
-            if rate > (best?.rate ?? 0) { best = (rate, configuration) }
-        }
-        predictedRate = best?.rate
-        predictedConfiguration = best?.configuration
+        self.sloMs = sloMs
+        self.percentile = percentile
+        predict()
     }
 
     /// The sustainable rate now: the prediction over the served-time correction.
@@ -72,29 +80,36 @@ public struct CapacityEstimate: Sendable {
         return arrivalRate / rate
     }
 
-    /// Takes over `previous`'s smoothed arrival rate and counters (a new SLO or policy changes
-    /// the capacity, not the load).
+    /// Takes over `previous`'s smoothed arrival rate, counters and what it learnt from served
+    /// requests (a new SLO or policy changes the capacity, not the load or the machine).
     public mutating func carryArrivals(from previous: CapacityEstimate) {
         arrivalRate = previous.arrivalRate
         last = previous.last
+        serviceCorrection = previous.serviceCorrection
+        overheadMs = previous.overheadMs
+        batchTimeSpread = previous.batchTimeSpread
+        predict()
     }
 
-    /// Folds in the runtime's cumulative counters at `time` (seconds): requests that arrived (all
-    /// outcomes), and the batches run per size with their backend time, at `instances` instances.
+    /// Folds in the runtime's cumulative `statistics` at `time` (seconds): arrivals (all
+    /// outcomes), batches run per size with their backend time at `instances` instances, and the
+    /// served requests' time in the server, queue and batch. `serviceWindow`, the recent batch
+    /// times, gives their spread.
     public mutating func update(
-        time: Double, arrivals: UInt64, batches: [Int: DurationStatistic], instances: Int
+        time: Double, statistics: ModelStatistics, instances: Int, serviceWindow: LatencyWindow? = nil
     ) {
-        defer { last = (time, arrivals, batches) }
+        defer { last = (time, statistics) }
         guard let last, time > last.time else { return }
+        let before = last.statistics
         let elapsed = time - last.time
-        let instantaneous = Double(arrivals &- last.arrivals) / elapsed
+        let instantaneous = Double(statistics.arrivals &- before.arrivals) / elapsed
         let weight = 1 - exp(-elapsed / Self.arrivalSmoothingSeconds)
         arrivalRate += weight * (instantaneous - arrivalRate)
-        for (size, total) in batches {
-            let before = last.batches[size] ?? DurationStatistic()
-            let count = total.count &- before.count
+        for (size, total) in statistics.batches {
+            let earlier = before.batches[size] ?? DurationStatistic()
+            let count = total.count &- earlier.count
             guard count > 0, let predictedMs = batchTimes.ms(batchSize: size, instances: instances) else { continue }
-            pending.observedNs += Double(total.ns &- before.ns)
+            pending.observedNs += Double(total.ns &- earlier.ns)
             pending.predictedNs += predictedMs * 1e6 * Double(count)
             pending.batches += count
         }
@@ -104,6 +119,43 @@ public struct CapacityEstimate: Sendable {
             serviceCorrection = min(max(corrected, Self.correctionBounds.lowerBound), Self.correctionBounds.upperBound)
             pending = (0, 0, 0)
         }
+        let served = statistics.success.count &- before.success.count
+        if served > 0 {
+            let outside =
+                Double(statistics.success.ns &- before.success.ns) - Double(statistics.queue.ns &- before.queue.ns)
+                - Double(statistics.computeInfer.ns &- before.computeInfer.ns)
+            let sample = max(0, outside / Double(served) / 1e6)
+            overheadMs += Self.correctionWeight * (sample - overheadMs)
+        }
+        guard time - (lastPrediction ?? -.infinity) >= Self.repredictionSeconds else { return }
+        if let serviceWindow {
+            let recent = serviceWindow.latencies(since: time - 2 * Self.repredictionSeconds).sorted()
+            if recent.count >= Self.spreadMinimumBatches {
+                let quantiles = (0..<Self.spreadQuantiles).map { index in
+                    recent[min(recent.count - 1, Int(Double(recent.count) * (Double(index) + 0.5) / Double(Self.spreadQuantiles)))]
+                }
+                let mean = quantiles.reduce(0, +) / Double(quantiles.count)
+                if mean > 0 { batchTimeSpread = quantiles.map { $0 / mean } }
+            }
+        }
+        lastPrediction = time
+        predict()
+    }
+
+    /// The best candidate's sustainable rate with the current spread and overhead.
+    private mutating func predict() {
+        var best: (rate: Double, configuration: ServingConfiguration)?
+        let budgetMs = sloMs - overheadMs
+        for configuration in candidates {
+            guard batchTimes.hasPrediction(instances: configuration.instances) else { continue }
+            let rate = Self.sustainableRate(
+                batchMs: { batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity },
+                batchLimit: configuration.batchLimit, instances: configuration.instances, sloMs: budgetMs,
+                percentile: percentile, spread: batchTimeSpread)
+            if rate > (best?.rate ?? 0) { best = (rate, configuration) }
+        }
+        predictedRate = batchTimes.measured.isEmpty ? nil : (best?.rate ?? 0)
+        predictedConfiguration = best?.configuration
     }
 
     /// Batch limits tried: powers of two up to `maxBatch`, and `maxBatch`.
@@ -135,18 +187,20 @@ public struct CapacityEstimate: Sendable {
     /// batch of n, keep the `percentile` of latency (waiting included) within `sloMs`. A bisection
     /// over the same seeded arrivals as ``InstanceCapacityModel``, scaled.
     public static func sustainableRate(
-        batchMs: (Int) -> Double, batchLimit: Int, instances: Int, sloMs: Double, percentile: Double
+        batchMs: (Int) -> Double, batchLimit: Int, instances: Int, sloMs: Double, percentile: Double,
+        spread: [Double] = []
     ) -> Double {
         let single = batchMs(1)
         guard single > 0, single <= sloMs, instances > 0, batchLimit > 0 else { return 0 }
         let gaps = InstanceCapacityModel.unitGaps
         let allowedMisses = Int((Double(gaps.count) * (1 - percentile / 100)).rounded(.down))
+        // Each batch's time is its mean times a quantile of the spread, in a fixed random order.
+        let multipliers = spread.isEmpty ? [1.0] : spreadOrder.map { spread[$0 % spread.count] }
         let fullBatch = batchMs(batchLimit)
         var low = 0.0
         // Saturation: every instance always running full batches (per ms).
-        var high =
-            Double(instances * batchLimit) / min(fullBatch.isFinite ? fullBatch : single, .greatestFiniteMagnitude)
-        high = max(high, Double(instances) / single)
+        let saturation = fullBatch.isFinite ? Double(instances * batchLimit) / fullBatch : 0
+        var high = max(saturation, Double(instances) / single)
         var arrivals = [Double](repeating: 0, count: gaps.count)
         for _ in 0..<24 {
             let middle = (low + high) / 2
@@ -157,26 +211,35 @@ public struct CapacityEstimate: Sendable {
             }
             let misses = batchedMisses(
                 arrivals: arrivals, batchMs: batchMs, batchLimit: batchLimit, instances: instances, sloMs: sloMs,
-                allowed: allowedMisses)
+                allowed: allowedMisses, multipliers: multipliers)
             if misses <= allowedMisses { low = middle } else { high = middle }
         }
         return low * 1000
     }
 
+    /// Indices into a spread's quantiles, one per simulated batch, from a fixed seed.
+    static let spreadOrder: [Int] = {
+        var generator = SplitMix64(seed: 0x5EED5)
+        return (0..<InstanceCapacityModel.unitGaps.count).map { _ in Int(generator.next() % 1_000_003) }
+    }()
+
     /// Requests whose latency exceeds `sloMs` (counting stops past `allowed`).
     static func batchedMisses(
-        arrivals: [Double], batchMs: (Int) -> Double, batchLimit: Int, instances: Int, sloMs: Double, allowed: Int
+        arrivals: [Double], batchMs: (Int) -> Double, batchLimit: Int, instances: Int, sloMs: Double, allowed: Int,
+        multipliers: [Double] = [1]
     ) -> Int {
         var freeAt = [Double](repeating: 0, count: instances)
         var next = 0
         var misses = 0
+        var batchIndex = 0
         while next < arrivals.count {
             var earliest = 0
             for index in 1..<instances where freeAt[index] < freeAt[earliest] { earliest = index }
             let start = max(freeAt[earliest], arrivals[next])
             var size = 1
             while size < batchLimit, next + size < arrivals.count, arrivals[next + size] <= start { size += 1 }
-            let done = start + batchMs(size)
+            let done = start + batchMs(size) * multipliers[batchIndex % multipliers.count]
+            batchIndex += 1
             for index in next..<(next + size) where done - arrivals[index] > sloMs { misses += 1 }
             if misses > allowed { return misses }
             freeAt[earliest] = done

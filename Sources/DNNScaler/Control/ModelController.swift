@@ -91,8 +91,8 @@ public final class ModelController: Sendable {
         let snapshot = runtime.snapshot()
         let decided: (decision: Decision, observation: Observation)? = state.withLock { state in
             state.capacity?.update(
-                time: snapshot.time, arrivals: snapshot.statistics.arrivals, batches: snapshot.statistics.batches,
-                instances: snapshot.configuration.instances)
+                time: snapshot.time, statistics: snapshot.statistics, instances: snapshot.configuration.instances,
+                serviceWindow: snapshot.serviceWindow)
             guard !state.stopped, snapshot.time - state.lastDecisionTime >= state.policy.period else { return nil }
             let minimumSamples = LatencyWindow.minimumSamples(forPercentile: percentile)
             guard

@@ -73,6 +73,9 @@ public struct SimulationSeriesPoint: Sendable, Codable, Equatable {
     public var instances: Int
     /// Requests shed in the interval.
     public var shed: Int
+    /// The capacity estimate's load figure at the end of the interval (``CapacityEstimate/used``),
+    /// when the simulator was given an estimate.
+    public var capacityUsed: Double? = nil
 }
 
 /// What a simulation measured.
@@ -120,15 +123,21 @@ public struct Simulator {
     public var policy: any ScalingPolicy
     /// What to simulate.
     public let settings: SimulationSettings
+    /// The capacity estimate fed with the simulated counters, as the server's controller feeds
+    /// it; each series point reports its load figure. `nil`: not reported.
+    public var capacity: CapacityEstimate?
     /// How often (ms) a control step held back by an unsettled change looks again, as the server's
     /// controller loop ticks.
     static let settleCheckMs = 200.0
 
     /// Creates a simulator.
-    public init(profile: Profile, policy: any ScalingPolicy, settings: SimulationSettings) {
+    public init(
+        profile: Profile, policy: any ScalingPolicy, settings: SimulationSettings, capacity: CapacityEstimate? = nil
+    ) {
         serviceTimes = ServiceTimeModel(profile: profile)
         self.policy = policy
         self.settings = settings
+        self.capacity = capacity
     }
 
     private enum EventKind: Comparable {
@@ -213,6 +222,9 @@ public struct Simulator {
         var intervalLatencies: [Double] = []
         var intervalShed = 0
         var lastCompletion = 0.0
+        // Cumulative counters in the runtime's form, for the capacity estimate.
+        var statistics = ModelStatistics()
+        func nanoseconds(_ ms: Double) -> UInt64 { UInt64(max(0, ms * 1e6)) }
 
         func interArrivalMs(_ rate: Double, poisson: Bool) -> Double {
             guard rate > 0 else { return .infinity }
@@ -267,6 +279,7 @@ public struct Simulator {
                 sent += 1
                 if now >= measureFrom { measuredSent += 1 }
                 arrivalsSinceDecision += 1
+                statistics.arrivals += 1
                 let request = Request(arrival: now, deadline: now + settings.sloMs, client: client)
                 var refused = queue.count >= settings.maxQueueSize
                 if !refused, settings.admissionControl, let msPerSample {
@@ -291,11 +304,15 @@ public struct Simulator {
                 let batch = instances[index].batch
                 let service = now - instances[index].batchStart
                 serviceWindow.record(time: now / 1000, latencyMs: service)
+                statistics.batches[batch.count, default: DurationStatistic()].add(nanoseconds(service))
                 msPerSample =
                     (msPerSample.map { $0 * 0.8 } ?? 0) + (msPerSample == nil ? 1 : 0.2) * service
                     / Double(batch.count)
                 for request in batch {
                     let latency = now - request.arrival
+                    statistics.success.add(nanoseconds(latency))
+                    statistics.queue.add(nanoseconds(instances[index].batchStart - request.arrival))
+                    statistics.computeInfer.add(nanoseconds(service))
                     intervalLatencies.append(latency)
                     window.record(time: now / 1000, latencyMs: latency)
                     completed += 1
@@ -367,11 +384,14 @@ public struct Simulator {
                 }
             case .series:
                 intervalLatencies.sort()
+                capacity?.update(
+                    time: now / 1000, statistics: statistics, instances: activeInstances, serviceWindow: serviceWindow)
                 series.append(
                     SimulationSeriesPoint(
                         time: now / 1000, throughput: Double(intervalLatencies.count) / settings.seriesInterval,
                         tailLatencyMs: LatencySummary.percentile(settings.percentile, ofSorted: intervalLatencies),
-                        batchLimit: configuration.batchLimit, instances: activeInstances, shed: intervalShed))
+                        batchLimit: configuration.batchLimit, instances: activeInstances, shed: intervalShed,
+                        capacityUsed: capacity?.used))
                 intervalLatencies.removeAll(keepingCapacity: true)
                 intervalShed = 0
                 if workRemains() {
