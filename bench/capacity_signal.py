@@ -39,12 +39,15 @@ DEFAULT_SLOS = "squeezenet=40,resnet50=150"
 def sweep(binary, server, model, slo_ms, start_rate, workdir):
     out = os.path.join(workdir, f"sweep-{model}.json")
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--rate", f"{start_rate:.2f}", "--sweep",
-           "--slo-ms", str(slo_ms), "--duration", "6", "--warmup", "2", "--sweep-steps", "4",
-           "--sweep-min-requests", "300", "--quiet", "--json", out]
+           "--slo-ms", str(slo_ms), "--duration", "10", "--warmup", "2", "--sweep-steps", "4",
+           "--sweep-min-requests", "600", "--quiet", "--json", out]
     log(" ".join(cmd))
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     with open(out) as f:
-        return json.load(f)["sustained_rate"]
+        result = json.load(f)
+    log("sweep trials: " + ", ".join(f"{t['rate']:.1f}/s p99 {t['summary'].get('p99_ms') or 0:.1f} ms"
+                                     for t in result.get("trials", [])))
+    return result["sustained_rate"]
 
 
 def gauge_during(binary, server, model, rate, duration, read_after, workdir):
@@ -83,6 +86,8 @@ def gauge_during(binary, server, model, rate, duration, read_after, workdir):
         "throughput": summary["throughput"],
         "succeeded": summary["succeeded"],
         "requests": summary["requests"],
+        "p99_ms": summary.get("p99_ms"),
+        "overhead_ms": statistics.median(r.get("overhead_ms", 0) for r in readings),
     }
 
 

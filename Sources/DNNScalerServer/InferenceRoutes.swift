@@ -386,7 +386,8 @@ public struct InferenceRoutes: Sendable {
                 [
                     "used": capacity.used as Any? ?? NSNull(), "arrival_rate": capacity.arrivalRate,
                     "sustainable_rate": capacity.sustainableRate as Any? ?? NSNull(),
-                    "service_correction": capacity.serviceCorrection,
+                    "service_correction": capacity.serviceCorrection, "overhead_ms": capacity.overheadMs,
+                    "batch_time_p99_over_mean": capacity.batchTimeSpread.last as Any? ?? NSNull(),
                     "predicted_configuration": capacity.predictedConfiguration.map {
                         ["batch_limit": $0.batchLimit, "instances": $0.instances]
                     } as Any? ?? NSNull(),

@@ -50,16 +50,21 @@ public struct CapacityEstimate: Sendable {
     private let candidates: [ServingConfiguration]
     private let sloMs: Double
     private let percentile: Double
+    private let responseAllowance: Double
     private var last: (time: Double, statistics: ModelStatistics)?
     private var pending = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
     private var lastPrediction: Double?
 
     /// Predicts from `profile` over the configurations a policy may reach: batch limits up to
     /// `maxBatch` and 1 through `maxInstances` instances, or only `fixed` (the static policy).
+    /// `responseAllowance` is the share of the SLO kept for what the server cannot see (the
+    /// request's and the response's way, the client's side), as the runtime keeps it when
+    /// shedding (``RuntimeSettings/responseAllowance``).
     public init(
         profile: Profile?, maxBatch: Int, maxInstances: Int, sloMs: Double, percentile: Double,
-        fixed: ServingConfiguration? = nil
+        fixed: ServingConfiguration? = nil, responseAllowance: Double = RuntimeSettings.defaultResponseAllowance
     ) {
+        self.responseAllowance = responseAllowance
         batchTimes = BatchTimeModel(profile: profile)
         candidates =
             fixed.map { [$0] }
@@ -132,7 +137,10 @@ public struct CapacityEstimate: Sendable {
             let recent = serviceWindow.latencies(since: time - 2 * Self.repredictionSeconds).sorted()
             if recent.count >= Self.spreadMinimumBatches {
                 let quantiles = (0..<Self.spreadQuantiles).map { index in
-                    recent[min(recent.count - 1, Int(Double(recent.count) * (Double(index) + 0.5) / Double(Self.spreadQuantiles)))]
+                    recent[
+                        min(
+                            recent.count - 1,
+                            Int(Double(recent.count) * (Double(index) + 0.5) / Double(Self.spreadQuantiles)))]
                 }
                 let mean = quantiles.reduce(0, +) / Double(quantiles.count)
                 if mean > 0 { batchTimeSpread = quantiles.map { $0 / mean } }
@@ -145,7 +153,7 @@ public struct CapacityEstimate: Sendable {
     /// The best candidate's sustainable rate with the current spread and overhead.
     private mutating func predict() {
         var best: (rate: Double, configuration: ServingConfiguration)?
-        let budgetMs = sloMs - overheadMs
+        let budgetMs = sloMs * (1 - responseAllowance) - overheadMs
         for configuration in candidates {
             guard batchTimes.hasPrediction(instances: configuration.instances) else { continue }
             let rate = Self.sustainableRate(

@@ -27,13 +27,16 @@ public struct RuntimeSettings: Sendable, Equatable {
     /// The offered load (arrived samples over the last second times the recent cost per sample,
     /// over the instances) from which the model counts as overloaded.
     public var overloadThreshold: Double
+    /// The default ``responseAllowance``.
+    public static let defaultResponseAllowance = 0.15
     /// The CPUs the instances' threads are pinned to (``CPUPlacement/pinnedCompute``); `nil`: not pinned.
     public var computeCPUs: [Int]?
 
     /// Creates settings.
     public init(
         maxQueueSize: Int = 1024, maxBatchSize: Int = 128, cores: Int = SystemInfo.cpuCores, sloMs: Double = 100,
-        admissionControl: Bool = true, responseAllowance: Double = 0.15, lateLimitFactor: Double = 2,
+        admissionControl: Bool = true, responseAllowance: Double = RuntimeSettings.defaultResponseAllowance,
+        lateLimitFactor: Double = 2,
         overloadThreshold: Double = 0.9, computeCPUs: [Int]? = nil
     ) {
         self.maxQueueSize = maxQueueSize
