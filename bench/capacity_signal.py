@@ -15,7 +15,10 @@ fraction up to 100%, and at least 1 above it.
     .venv-client/bin/python bench/capacity_signal.py                       # squeezenet, resnet50
     .venv-client/bin/python bench/capacity_signal.py --models squeezenet --rounds 1
 
-Writes bench/results/capacity-signal-<time>.json (ignored by git). Needs `make release`.
+With DNNSCALER_BENCH_SERVER_CPUS and DNNSCALER_BENCH_CLIENT_CPUS (bench/serving_overhead.py) the
+server and the load generator run on CPUs of their own: the sweep measures latency at the client,
+and a generator that shares the server's cores adds its own CPU time to what the server cannot
+see. Writes bench/results/capacity-signal-<time>.json (ignored by git). Needs `make release`.
 """
 import argparse
 import datetime
@@ -29,7 +32,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, ROOT, Server, log, model_repository  # noqa: E402
+from serving_overhead import CLIENT_CPUS, DEFAULT_BIN, ROOT, Server, log, model_repository, pinned  # noqa: E402
 
 # squeezenet's own config says 20 ms; on a 2-core VM whose speed varies from day to day by up to
 # 2x, one request can take most of that, and the capacity measured at 20 ms is then close to 0.
@@ -41,6 +44,7 @@ def sweep(binary, server, model, slo_ms, start_rate, workdir):
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--rate", f"{start_rate:.2f}", "--sweep",
            "--slo-ms", str(slo_ms), "--duration", "10", "--warmup", "2", "--sweep-steps", "4",
            "--sweep-min-requests", "600", "--quiet", "--json", out]
+    cmd = pinned(cmd, CLIENT_CPUS)
     log(" ".join(cmd))
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     with open(out) as f:
@@ -55,6 +59,7 @@ def gauge_during(binary, server, model, rate, duration, read_after, workdir):
     out = os.path.join(workdir, f"load-{model}-{rate:.1f}.json")
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--rate", f"{rate:.3f}", "--duration",
            str(duration), "--quiet", "--json", out]
+    cmd = pinned(cmd, CLIENT_CPUS)
     readings = []
     stop = threading.Event()
 

@@ -54,6 +54,7 @@ public struct CapacityEstimate: Sendable {
     private var last: (time: Double, statistics: ModelStatistics)?
     private var pending = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
     private var lastPrediction: Double?
+    private var lastPredictionServed: UInt64 = 0
 
     /// Predicts from `profile` over the configurations a policy may reach: batch limits up to
     /// `maxBatch` and 1 through `maxInstances` instances, or only `fixed` (the static policy).
@@ -132,7 +133,11 @@ public struct CapacityEstimate: Sendable {
             let sample = max(0, outside / Double(served) / 1e6)
             overheadMs += Self.correctionWeight * (sample - overheadMs)
         }
-        guard time - (lastPrediction ?? -.infinity) >= Self.repredictionSeconds else { return }
+        // An idle model keeps its prediction: only served requests change what it rests on.
+        guard statistics.success.count != lastPredictionServed,
+            time - (lastPrediction ?? -.infinity) >= Self.repredictionSeconds
+        else { return }
+        lastPredictionServed = statistics.success.count
         if let serviceWindow {
             let recent = serviceWindow.latencies(since: time - 2 * Self.repredictionSeconds).sorted()
             if recent.count >= Self.spreadMinimumBatches {
@@ -154,8 +159,15 @@ public struct CapacityEstimate: Sendable {
     private mutating func predict() {
         var best: (rate: Double, configuration: ServingConfiguration)?
         let budgetMs = sloMs * (1 - responseAllowance) - overheadMs
-        for configuration in candidates {
-            guard batchTimes.hasPrediction(instances: configuration.instances) else { continue }
+        for configuration in candidatesBySaturation() {
+            guard batchTimes.hasPrediction(instances: configuration.instances),
+                let single = batchTimes.ms(batchSize: 1, instances: configuration.instances),
+                let full = batchTimes.ms(batchSize: configuration.batchLimit, instances: configuration.instances)
+            else { continue }
+            // No configuration sustains more than it serves saturated: skip those that cannot win.
+            let saturation =
+                1000 * Double(configuration.instances) * max(1 / single, Double(configuration.batchLimit) / full)
+            if let best, saturation <= best.rate { continue }
             let rate = Self.sustainableRate(
                 batchMs: { batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity },
                 batchLimit: configuration.batchLimit, instances: configuration.instances, sloMs: budgetMs,
@@ -164,6 +176,18 @@ public struct CapacityEstimate: Sendable {
         }
         predictedRate = batchTimes.measured.isEmpty ? nil : (best?.rate ?? 0)
         predictedConfiguration = best?.configuration
+    }
+
+    /// The candidates, the one that serves most when saturated first, so that those that cannot
+    /// beat the best found so far are skipped.
+    private func candidatesBySaturation() -> [ServingConfiguration] {
+        func saturation(_ configuration: ServingConfiguration) -> Double {
+            guard let full = batchTimes.ms(batchSize: configuration.batchLimit, instances: configuration.instances),
+                full > 0
+            else { return 0 }
+            return Double(configuration.instances * configuration.batchLimit) / full
+        }
+        return candidates.sorted { saturation($0) > saturation($1) }
     }
 
     /// Batch limits tried: powers of two up to `maxBatch`, and `maxBatch`.
@@ -200,7 +224,9 @@ public struct CapacityEstimate: Sendable {
     ) -> Double {
         let single = batchMs(1)
         guard single > 0, single <= sloMs, instances > 0, batchLimit > 0 else { return 0 }
-        let gaps = InstanceCapacityModel.unitGaps
+        // Half of the instance model's seeded arrivals: this runs for every candidate configuration,
+        // at load and again as served batch times come in.
+        let gaps = InstanceCapacityModel.unitGaps.prefix(simulatedArrivals)
         let allowedMisses = Int((Double(gaps.count) * (1 - percentile / 100)).rounded(.down))
         // Each batch's time is its mean times a quantile of the spread, in a fixed random order.
         let multipliers = spread.isEmpty ? [1.0] : spreadOrder.map { spread[$0 % spread.count] }
@@ -209,8 +235,11 @@ public struct CapacityEstimate: Sendable {
         // Saturation: every instance always running full batches (per ms).
         let saturation = fullBatch.isFinite ? Double(instances * batchLimit) / fullBatch : 0
         var high = max(saturation, Double(instances) / single)
+        // Batch times by size, looked up once instead of per simulated batch.
+        let table = (0...batchLimit).map { batchMs(max(1, $0)) }
         var arrivals = [Double](repeating: 0, count: gaps.count)
-        for _ in 0..<24 {
+        // Bisect to within one percent (at most 24 halvings).
+        for _ in 0..<24 where high - low > 0.01 * high {
             let middle = (low + high) / 2
             var now = 0.0
             for index in gaps.indices {
@@ -218,12 +247,15 @@ public struct CapacityEstimate: Sendable {
                 arrivals[index] = now
             }
             let misses = batchedMisses(
-                arrivals: arrivals, batchMs: batchMs, batchLimit: batchLimit, instances: instances, sloMs: sloMs,
-                allowed: allowedMisses, multipliers: multipliers)
+                arrivals: arrivals, batchMs: { table[$0] }, batchLimit: batchLimit, instances: instances,
+                sloMs: sloMs, allowed: allowedMisses, multipliers: multipliers)
             if misses <= allowedMisses { low = middle } else { high = middle }
         }
         return low * 1000
     }
+
+    /// Arrivals each simulated rate is judged on.
+    static let simulatedArrivals = 2000
 
     /// Indices into a spread's quantiles, one per simulated batch, from a fixed seed.
     static let spreadOrder: [Int] = {
@@ -276,11 +308,7 @@ struct BatchTimeModel: Sendable {
         }
         measured = byCount.mapValues { sizes in sizes.sorted { $0.key < $1.key }.map { (Double($0.key), $0.value) } }
         let maxCount = max(1, (byCount.keys.max() ?? 1) * 4)
-        singleMs =
-            InstanceCapacityModel(
-                profile: profile, maxInstances: maxCount, sloMs: .greatestFiniteMagnitude, percentile: 99
-            )
-            .serviceMs
+        singleMs = InstanceCapacityModel.serviceMsByCount(profile: profile, maxInstances: maxCount)
     }
 
     func hasPrediction(instances: Int) -> Bool {

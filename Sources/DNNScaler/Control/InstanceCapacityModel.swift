@@ -21,31 +21,33 @@ public struct InstanceCapacityModel: Sendable {
 
     /// Predicts the rates of 1 through `maxInstances` instances; empty without a profile.
     public init(profile: Profile?, maxInstances: Int, sloMs: Double, percentile: Double) {
-        // Per instance count, the time one instance takes per request, from the best measured
-        // throughput (k instances at t requests/s: k / t each).
-        let serviceByCount = Self.batchOneThroughput(profile: profile).filter { $0.value > 0 }
+        let services = Self.serviceMsByCount(profile: profile, maxInstances: maxInstances)
+        serviceMs = services
+        var rates: [Int: Double] = [:]
+        for (instances, ms) in services {
+            rates[instances] = Self.sustainableRate(
+                serviceMs: ms, instances: instances, sloMs: sloMs, percentile: percentile)
+        }
+        sustainableRates = rates
+    }
+
+    /// The time (ms) one instance takes per request at 1 through `maxInstances` instances: from
+    /// the best measured batch-1 throughput (k instances at t requests/s: k / t each), piecewise
+    /// linear between and beyond the measured counts; empty without a profile.
+    static func serviceMsByCount(profile: Profile?, maxInstances: Int) -> [Int: Double] {
+        let serviceByCount = batchOneThroughput(profile: profile).filter { $0.value > 0 }
             .reduce(into: [Int: Double]()) { $0[$1.key] = 1000 * Double($1.key) / $1.value }
         let measured = serviceByCount.sorted { $0.key < $1.key }.map { (Double($0.key), $0.value) }
-        guard !measured.isEmpty else {
-            sustainableRates = [:]
-            self.serviceMs = [:]
-            return
-        }
-        var rates: [Int: Double] = [:]
+        guard !measured.isEmpty else { return [:] }
         var services: [Int: Double] = [:]
         for instances in 1...max(1, maxInstances) {
-            // Measured, or piecewise-linear between and beyond the measured counts.
-            let serviceMs =
+            services[instances] =
                 serviceByCount[instances]
                 ?? (measured.count > 1
                     ? ServiceTimeModel.interpolate(measured, at: Double(instances))
                     : measured[0].1 * Double(instances) / measured[0].0)
-            services[instances] = serviceMs
-            rates[instances] = Self.sustainableRate(
-                serviceMs: serviceMs, instances: instances, sloMs: sloMs, percentile: percentile)
         }
-        sustainableRates = rates
-        self.serviceMs = services
+        return services
     }
 
     /// The best measured batch-1 throughput per instance count (empty without a profile).
