@@ -201,7 +201,9 @@ struct DrainService: Service {
     func run() async throws {
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
-        let forwarder = Task {
+        // Left running after this service returns, so that signals stay trapped while the front
+        // ends and the models shut down, and a third one still ends the process.
+        Task {
             var count = 0
             for await signal in signals {
                 count += 1
@@ -212,7 +214,6 @@ struct DrainService: Service {
                 continuation.yield(.signal(signal))
             }
         }
-        defer { forwarder.cancel() }
         var next = events.makeAsyncIterator()
         // Another service ending shuts the group down without a signal: then there is no grace.
         let first = await withGracefulShutdownHandler {
