@@ -142,7 +142,7 @@ public struct InferenceRoutes: Sendable {
         router.get("/dnnscaler/status") { _, _ -> Response in
             var server = platform?.json ?? [:]
             let models = manager.readyModels
-            server["capacity_used"] = models.compactMap { $0.controller.capacity?.used }.max() ?? 0
+            server["capacity_used"] = ServedModel.serverCapacityUsed(models)
             server["draining"] = manager.isDraining
             server["model_control_mode"] = manager.controlMode.rawValue
             return Response.json(["server": server, "models": models.map(Self.statusJSON)])

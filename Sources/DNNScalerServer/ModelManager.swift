@@ -166,8 +166,9 @@ public final class ModelManager: Sendable {
         try await loadModel(name: name, override: override)
     }
 
+    /// Loads or reconfigures a model; the name is checked by ``ModelRepository/modelFile(name:version:)``
+    /// before anything is read (a model already loaded was checked when it loaded).
     private func loadModel(name: String, override: Data?) async throws(ServerError) {
-        try Self.validate(name: name)
         if let existing = entries.withLock({ $0[name]?.state == .ready ? $0[name]?.model : nil }) {
             var updated = existing.options
             if let override { updated = try updated.applying(configJSON: override) }

@@ -93,6 +93,12 @@ public final class ServedModel: Sendable {
                 maxQueueDelayMs: options.maxQueueDelayMs))
     }
 
+    /// The largest capacity used among `models` (0 when none has an estimate): the server-wide
+    /// figure an autoscaler targets.
+    static func serverCapacityUsed(_ models: [ServedModel]) -> Double {
+        models.compactMap { $0.controller.capacity?.used }.max() ?? 0
+    }
+
     /// The capacity estimate over the configurations the policy of `options` may reach.
     static func makeCapacityEstimate(
         options: ModelServingOptions, profile: Profile?, metadata: ModelMetadata

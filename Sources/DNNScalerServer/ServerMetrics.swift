@@ -87,7 +87,7 @@ public final class ServerMetrics: Sendable {
                 helpText:
                     "The largest dnnscaler_capacity_used of the models: what an autoscaler should target (scale out before 1)"
             )
-        ).set(to: models.compactMap { $0.controller.capacity?.used }.max() ?? 0)
+        ).set(to: ServedModel.serverCapacityUsed(models))
         for model in models {
             let labels = [("model", model.name), ("version", String(model.version))]
             let snapshot = model.runtime.snapshot()
