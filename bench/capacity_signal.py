@@ -49,16 +49,23 @@ def sweep(binary, server, model, slo_ms, start_rate, workdir):
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     with open(out) as f:
         result = json.load(f)
+    trials = result.get("trials", [])
     log("sweep trials: " + ", ".join(f"{t['rate']:.1f}/s p99 {t['summary'].get('p99_ms') or 0:.1f} ms"
-                                     for t in result.get("trials", [])))
-    return result["sustained_rate"]
+                                     for t in trials))
+    # What the best sustained trial actually sent: a seeded Poisson schedule's count over a finite
+    # run differs from the nominal rate by a few percent.
+    sustained = [t for t in trials if t.get("sustained")]
+    if not sustained:
+        return result["sustained_rate"]
+    best = max(sustained, key=lambda t: t["rate"])
+    return best["summary"].get("offered_rate") or best["rate"]
 
 
-def gauge_during(binary, server, model, rate, duration, read_after, workdir):
+def gauge_during(binary, server, model, rate, duration, read_after, workdir, seed):
     """Runs open-loop load at `rate` for `duration` s; returns the median gauge read after `read_after` s."""
     out = os.path.join(workdir, f"load-{model}-{rate:.1f}.json")
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--rate", f"{rate:.3f}", "--duration",
-           str(duration), "--quiet", "--json", out]
+           str(duration), "--seed", str(seed), "--quiet", "--json", out]
     cmd = pinned(cmd, CLIENT_CPUS)
     readings = []
     stop = threading.Event()
@@ -88,6 +95,7 @@ def gauge_during(binary, server, model, rate, duration, read_after, workdir):
         "sustainable_rate": statistics.median(r["sustainable_rate"] for r in readings),
         "service_correction": statistics.median(r["service_correction"] for r in readings),
         "readings": len(readings),
+        "offered_rate": summary["offered_rate"],
         "throughput": summary["throughput"],
         "succeeded": summary["succeeded"],
         "requests": summary["requests"],
@@ -126,7 +134,9 @@ def main():
                     row = {}
                     for fraction in fractions:
                         reading = gauge_during(args.bin, server, model, fraction * capacity, args.duration,
-                                               args.read_after, workdir)
+                                               args.read_after, workdir, seed=round_index + 1)
+                        if reading:
+                            reading["offered_fraction"] = reading["offered_rate"] / capacity
                         row[str(fraction)] = reading
                         log(f"{model} round {round_index + 1} at {fraction:.0%}: gauge "
                             f"{reading['used'] if reading else float('nan'):.3f}")
@@ -135,18 +145,21 @@ def main():
                                             "rounds": rounds}
 
     print()
-    print("| model | capacity (sweep) | offered | gauge (median of rounds) | error | target | met |")
+    print("| model | capacity (sweep) | offered (sent) | gauge (median of rounds) | error | target | met |")
     print("|---|---|---|---|---|---|---|")
     all_met = True
     for model, data in results["models"].items():
         for fraction in fractions:
-            values = [r[str(fraction)]["used"] for r in data["rounds"] if r[str(fraction)]]
+            readings = [r[str(fraction)] for r in data["rounds"] if r[str(fraction)]]
+            values = [r["used"] for r in readings]
             gauge = statistics.median(values) if values else float("nan")
-            error = (gauge - fraction) / fraction
+            # Judged against what the generator sent (its seeded schedule's count), not the nominal rate.
+            offered = statistics.median(r["offered_fraction"] for r in readings) if readings else fraction
+            error = (gauge - offered) / offered
             met = abs(error) <= 0.2 if fraction <= 1.0 else gauge >= 1.0
             all_met &= met
             target = "+-20%" if fraction <= 1.0 else ">= 1"
-            print(f"| {model} | {data['capacity']:.1f}/s | {fraction:.0%} ({fraction * data['capacity']:.1f}/s) | "
+            print(f"| {model} | {data['capacity']:.1f}/s | {fraction:.0%} ({offered:.0%} sent) | "
                   f"{gauge:.3f} ({', '.join(f'{v:.3f}' for v in values)}) | {error:+.1%} | {target} | "
                   f"{'yes' if met else 'no'} |")
     results["all_met"] = all_met

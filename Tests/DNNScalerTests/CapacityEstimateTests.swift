@@ -103,4 +103,39 @@ import Testing
         #expect(spread < 0.95 * steady, "\(spread) vs \(steady)")
         #expect(spread > 0.3 * steady)
     }
+
+    /// Feeds `seconds` of 20 requests/s on one instance profiled at 10 ms whose batches take
+    /// `batchMs`; returns the estimate.
+    static func served(seconds: Int, batchMs: Double, sloMs: Double = 100) -> CapacityEstimate {
+        let profile = Self.profile([Self.point(instances: 1, batch: 1, throughput: 100)])
+        var estimate = CapacityEstimate(profile: profile, maxBatch: 1, maxInstances: 1, sloMs: sloMs, percentile: 99)
+        var statistics = ModelStatistics()
+        var service = LatencyWindow()
+        for tick in 0...(seconds * 5) {
+            let time = Double(tick) * 0.2
+            for _ in 0..<4 {
+                service.record(time: time, latencyMs: batchMs)
+                statistics.batches[1, default: DurationStatistic()].add(UInt64(batchMs * 1e6))
+                statistics.computeInfer.add(UInt64(batchMs * 1e6))
+                statistics.success.add(UInt64(batchMs * 1e6))
+            }
+            statistics.arrivals += 4
+            estimate.update(time: time, statistics: statistics, instances: 1, serviceWindow: service)
+        }
+        return estimate
+    }
+
+    @Test func slowerBatchesAreSimulatedNotScaled() {
+        // Batches take 20 ms where the profile said 10: the SLO does not stretch with them, so the
+        // capacity falls below half of the profiled one, to what 20-ms batches sustain.
+        let profiled = Self.served(seconds: 0, batchMs: 10).sustainableRate ?? 0
+        let slow = Self.served(seconds: 60, batchMs: 20)
+        #expect(abs(slow.serviceCorrection - 2) < 0.05)
+        let direct = CapacityEstimate.sustainableRate(
+            batchMs: { _ in 20 }, batchLimit: 1, instances: 1, sloMs: 100 * (1 - RuntimeSettings.defaultResponseAllowance),
+            percentile: 99)
+        let rate = slow.sustainableRate ?? 0
+        #expect(rate < 0.5 * profiled, "\(rate) vs \(profiled)")
+        #expect(abs(rate - direct) < 0.05 * direct, "\(rate) vs \(direct)")
+    }
 }

@@ -11,7 +11,7 @@ import Foundation
 /// batcher without a queue delay), with each batch taking the time the profile measured for its
 /// size at that instance count; the highest rate whose percentile of latency stays within the SLO
 /// wins. Served batch times then correct it: when batches take longer than the profile said (a
-/// noisy neighbour, a slower node), the capacity shrinks in proportion. Pure value type with no
+/// noisy neighbour, a slower node), the next prediction simulates them. Pure value type with no
 /// clock: the server and the simulator feed it the same counters.
 public struct CapacityEstimate: Sendable {
     /// Seconds over which the arrival rate is smoothed (exponential time constant).
@@ -30,8 +30,8 @@ public struct CapacityEstimate: Sendable {
     /// Quantiles the spread keeps.
     static let spreadQuantiles = 50
 
-    /// The predicted sustainable rate (requests/s) of the best reachable configuration, before
-    /// the correction; `nil` without a profile.
+    /// The predicted sustainable rate (requests/s) of the best reachable configuration, with the
+    /// batch times corrected as they were when it was predicted; `nil` without a profile.
     public private(set) var predictedRate: Double?
     /// The configuration that rate belongs to.
     public private(set) var predictedConfiguration: ServingConfiguration?
@@ -55,6 +55,8 @@ public struct CapacityEstimate: Sendable {
     private var pending = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
     private var lastPrediction: Double?
     private var lastPredictionServed: UInt64 = 0
+    /// The ``serviceCorrection`` the last prediction simulated with.
+    private var predictionCorrection = 1.0
 
     /// Predicts from `profile` over the configurations a policy may reach: batch limits up to
     /// `maxBatch` and 1 through `maxInstances` instances, or only `fixed` (the static policy).
@@ -77,8 +79,9 @@ public struct CapacityEstimate: Sendable {
         predict()
     }
 
-    /// The sustainable rate now: the prediction over the served-time correction.
-    public var sustainableRate: Double? { predictedRate.map { $0 / serviceCorrection } }
+    /// The sustainable rate now: the prediction, scaled by how the served-time correction moved
+    /// since (until the next prediction simulates it).
+    public var sustainableRate: Double? { predictedRate.map { $0 * predictionCorrection / serviceCorrection } }
 
     /// Arrival rate over sustainable rate; `nil` without a prediction (no profile).
     public var used: Double? {
@@ -159,17 +162,24 @@ public struct CapacityEstimate: Sendable {
     private mutating func predict() {
         var best: (rate: Double, configuration: ServingConfiguration)?
         let budgetMs = sloMs * (1 - responseAllowance) - overheadMs
+        // Served batch times scale the profile's inside the simulation: dividing its rate afterwards
+        // would scale the SLO too, and overstate the capacity of a slower node.
+        let correction = serviceCorrection
+        predictionCorrection = correction
         for configuration in candidatesBySaturation() {
             guard batchTimes.hasPrediction(instances: configuration.instances),
-                let single = batchTimes.ms(batchSize: 1, instances: configuration.instances),
-                let full = batchTimes.ms(batchSize: configuration.batchLimit, instances: configuration.instances)
+                let profiledSingle = batchTimes.ms(batchSize: 1, instances: configuration.instances),
+                let profiledFull = batchTimes.ms(
+                    batchSize: configuration.batchLimit, instances: configuration.instances)
             else { continue }
+            let single = profiledSingle * correction
+            let full = profiledFull * correction
             // No configuration sustains more than it serves saturated: skip those that cannot win.
             let saturation =
                 1000 * Double(configuration.instances) * max(1 / single, Double(configuration.batchLimit) / full)
             if let best, saturation <= best.rate { continue }
             let rate = Self.sustainableRate(
-                batchMs: { batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity },
+                batchMs: { (batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity) * correction },
                 batchLimit: configuration.batchLimit, instances: configuration.instances, sloMs: budgetMs,
                 percentile: percentile, spread: batchTimeSpread)
             if rate > (best?.rate ?? 0) { best = (rate, configuration) }
