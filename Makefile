@@ -43,12 +43,12 @@ test: setup clients
 	$(SWIFT) test --filter $(TIMED_SUITES)
 	# The decoder fuzz tests alone in their own process, so that their memory check sees only them.
 	DNNSCALER_FUZZ_LEAK_CHECK=1 $(SWIFT) test --filter DecoderFuzzTests
-	DNNSCALER_BIN=.build/debug/dnnscaler tests/interop/run_interop.sh
+	DNNSCALER_BIN=.build/debug/dnnscaler Tests/Interop/run_interop.sh
 	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
 
 interop: clients
 	$(SWIFT) build
-	DNNSCALER_BIN=.build/debug/dnnscaler tests/interop/run_interop.sh
+	DNNSCALER_BIN=.build/debug/dnnscaler Tests/Interop/run_interop.sh
 
 lint:
 	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
