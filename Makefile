@@ -58,7 +58,7 @@ format:
 
 ## Swift in-process throughput against Python's onnxruntime (see bench/README.md).
 bench: release
-	.venv/bin/python bench/ort_compare.py
+	.venv/bin/python -m bench.ort_compare
 
 ## The simulated comparison over the imported GPU profiles: docs/evaluation.md and docs/plots/.
 evaluation:
@@ -70,7 +70,7 @@ evaluation:
 ## such as --soak-minutes 2 shorten it).
 RELIABILITY_ARGS ?=
 reliability: release clients
-	.venv-client/bin/python bench/reliability.py $(RELIABILITY_ARGS)
+	.venv-client/bin/python -m bench.reliability $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf .build

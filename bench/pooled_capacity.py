@@ -15,8 +15,8 @@ its capacity is the highest such rate. Prints the pooled attainment table, each 
 `policy / best static` (the issue's target: >= 0.95). Policies keep their state between trials, so
 every step up or down the ladder is also a load change they must follow within the warm-up.
 
-    python3 bench/pooled_capacity.py --models squeezenet --rounds 3 --json bench/results/pooled.json
-    DNNSCALER_BENCH_SERVER_CPUS=0 DNNSCALER_BENCH_CLIENT_CPUS=1 python3 bench/pooled_capacity.py
+    python3 -m bench.pooled_capacity --models squeezenet --rounds 3 --json bench/results/pooled.json
+    DNNSCALER_BENCH_SERVER_CPUS=0 DNNSCALER_BENCH_CLIENT_CPUS=1 python3 -m bench.pooled_capacity
 
 Standard library only; needs the release build (or --bin / $DNNSCALER_BIN).
 """
@@ -29,10 +29,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from capacity import DEFAULT_SLO, add_model_arguments  # noqa: E402
-from serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,  # noqa: E402
-                              model_repository, pinned, write_json)
+from bench.capacity import DEFAULT_SLO, add_model_arguments
+from bench.serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,
+                                    model_repository, pinned, write_json)
 
 # Rate ladders (requests/s) for a server on one CPU; --rates replaces them.
 DEFAULT_RATES = {"squeezenet": [8, 10, 12, 15, 18, 22, 27, 33], "resnet50": [3, 4, 5, 6, 7, 8.5, 10, 12]}

@@ -20,8 +20,8 @@ first lane's CPUs, alone on the machine. For each it prints the client's p50/p99
 how late requests were sent, and the server's own p99 (its latency histogram, upper bucket bound),
 so a stall can be placed in the server or in the generator.
 
-    python3 bench/stall_probe.py --rate 10 --duration 20          # needs 3 CPUs per lane
-    python3 bench/stall_probe.py --lanes 0+1 --variants base,spin --passes alone   # this 2-core VM
+    python3 -m bench.stall_probe --rate 10 --duration 20          # needs 3 CPUs per lane
+    python3 -m bench.stall_probe --lanes 0+1 --variants base,spin --passes alone   # this 2-core VM
 
 Standard library only; needs the release build (or --bin / $DNNSCALER_BIN).
 """
@@ -34,8 +34,7 @@ import sys
 import tempfile
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, Server, log, model_repository, pinned, write_json  # noqa: E402
+from bench.serving_overhead import DEFAULT_BIN, Server, log, model_repository, pinned, write_json
 
 VARIANTS = {
     "base": {"instances": 1, "extra": [], "env": {}},
