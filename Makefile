@@ -38,8 +38,8 @@ profile: release profiles
 test: setup clients
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip DecoderFuzzTests --skip $(TIMED_SUITES)
-	# Suites that judge latencies against wall-clock bounds run alone: on 2 cores the other
-	# suites' model loads and servers would otherwise decide their outcome.
+	# Suites that judge latencies against wall-clock bounds run alone: on a machine with few cores
+	# the other suites' model loads and servers would otherwise decide their outcome.
 	$(SWIFT) test --filter $(TIMED_SUITES)
 	# The decoder fuzz tests alone in their own process, so that their memory check sees only them.
 	DNNSCALER_FUZZ_LEAK_CHECK=1 $(SWIFT) test --filter DecoderFuzzTests

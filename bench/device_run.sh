@@ -7,7 +7,7 @@
 #   bench/device_run.sh overhead-io  # the same with `serve --io-cores 1`: server on CPUs 0-2 (compute 0-1,
 #                                    # event loops on 2), in process on 0-1, perf_analyzer on 3-6 (~4 min)
 #   bench/device_run.sh capacity     # pinned_capacity.py: lanes of 2 server CPUs + 1 client CPU (~6-9 min)
-#   bench/device_run.sh all          # both at once on disjoint CPUs, for one short lease (~7 min, 16 CPUs):
+#   bench/device_run.sh all          # both at once on disjoint CPUs, for one short run (~7 min, 16 CPUs):
 #                                    # overhead-io with server 0-2 and perf_analyzer 3-4; capacity in four
 #                                    # lanes 5,6 7,8 9,10 11,12 (their generators two to a CPU, 13 and 14) of
 #                                    # dnnscaler, joint and the statics 1x1 and 1x2, two rounds
@@ -16,7 +16,7 @@
 #                                    # (~1-2 min; wrap in `timeout` to keep what a stall leaves)
 #   bench/device_run.sh stall-probe  # stall_probe.py: squeezenet at 10/s in five lanes (spinning or not,
 #                                    # the generator's loop count, 1x2T or 2x1T), together, then each alone
-#                                    # (~3 min): where the tenth lease's 30-55 ms single requests come from
+#                                    # (~3 min): where 30-55 ms single requests at low load come from
 #
 # Results go to $OUT (the device tool's output folder) or bench/results/device/. Standard library
 # Python only; needs at least 6 CPUs.

@@ -2,7 +2,7 @@
 """Capacity at the SLO from pooled, interleaved trials: a comparison that a noisy machine does not decide.
 
 `capacity.py` finds each configuration's highest sustained rate with one bisection per run, each
-step judged by one trial's tail; on this 2-core VM the same static configuration moved 1.4-2.5x
+step judged by one trial's tail; on a shared 2-core machine the same static configuration moved 1.4-2.5x
 between runs, more than the differences being measured. Here every configuration gets its own
 server, all started at once and kept for the whole model; then, round after round, every rate of a
 fixed ladder (ascending) is offered to every configuration in turn (the order rotates each time),
@@ -152,7 +152,7 @@ def summarize(model, slo, percentile, rounds, ladder, configurations, trials):
 def parse_configurations(text):
     """"dnnscaler,joint,1x1,2x1,2x1@twin" as (name, policy, instances, batch) tuples (statics
     INSTANCESxBATCH). A configuration named twice needs a label after `@`: a second server of the
-    same configuration (an A/A pair) shows how far identical servers differ on this machine."""
+    same configuration (an A/A pair) shows how far identical servers differ on the machine at hand."""
     configurations = []
     for spec in (s for s in text.split(",") if s):
         spec, _, label = spec.partition("@")

@@ -500,7 +500,7 @@ def server_throughput(args, tools, model, instances, batch, concurrency):
                         + extra)
                 res = run_perf_analyzer(tools, server.url, model, base + ["-s", args.stability])
                 if not res.ok and res.unstable and not res.errors:
-                    # A 2-core VM is noisy; a looser stability criterion still gives an honest average.
+                    # A shared machine with few cores is noisy; a looser criterion still gives an honest average.
                     res = run_perf_analyzer(tools, server.url, model, base + ["-s", "50"])
                 if res.ok:
                     values[name] = res.rows[0]["Inferences/Second"]

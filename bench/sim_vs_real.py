@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-check of the simulator against the real server on this machine.
+"""Cross-check of the simulator against the real server on the machine it runs on.
 
 For each model: `dnnscaler profile` measures it in process (the profile the simulator runs on), then
 for each static configuration and open-loop Poisson rate, `dnnscaler simulate` predicts throughput and
