@@ -38,17 +38,17 @@ profile: release profiles
 test: setup clients
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip DecoderFuzzTests --skip $(TIMED_SUITES)
-	# Suites that judge latencies against wall-clock bounds run alone: on 2 cores the other
-	# suites' model loads and servers would otherwise decide their outcome.
+	# Suites that judge latencies against wall-clock bounds run alone: on a machine with few cores
+	# the other suites' model loads and servers would otherwise decide their outcome.
 	$(SWIFT) test --filter $(TIMED_SUITES)
 	# The decoder fuzz tests alone in their own process, so that their memory check sees only them.
 	DNNSCALER_FUZZ_LEAK_CHECK=1 $(SWIFT) test --filter DecoderFuzzTests
-	DNNSCALER_BIN=.build/debug/dnnscaler tests/interop/run_interop.sh
+	DNNSCALER_BIN=.build/debug/dnnscaler Tests/Interop/run_interop.sh
 	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
 
 interop: clients
 	$(SWIFT) build
-	DNNSCALER_BIN=.build/debug/dnnscaler tests/interop/run_interop.sh
+	DNNSCALER_BIN=.build/debug/dnnscaler Tests/Interop/run_interop.sh
 
 lint:
 	$(SWIFT) format lint --strict --recursive Sources Tests Package.swift
@@ -58,7 +58,7 @@ format:
 
 ## Swift in-process throughput against Python's onnxruntime (see bench/README.md).
 bench: release
-	.venv/bin/python bench/ort_compare.py
+	.venv/bin/python -m bench.ort_compare
 
 ## The simulated comparison over the imported GPU profiles: docs/evaluation.md and docs/plots/.
 evaluation:
@@ -70,7 +70,7 @@ evaluation:
 ## such as --soak-minutes 2 shorten it).
 RELIABILITY_ARGS ?=
 reliability: release clients
-	.venv-client/bin/python bench/reliability.py $(RELIABILITY_ARGS)
+	.venv-client/bin/python -m bench.reliability $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf .build

@@ -7,7 +7,7 @@ requests (shed and failed ones counted as misses, latency from the scheduled sen
 the SLO. Configurations run in turn, `--repeats` rounds; prints the median per configuration and
 `policy / best static` (the issue's target: >= 0.95), and the server's final configuration.
 
-    .venv/bin/python bench/capacity.py --models squeezenet --slo-ms 20 --repeats 3 --json bench/results/capacity.json
+    .venv/bin/python -m bench.capacity --models squeezenet --slo-ms 20 --repeats 3 --json bench/results/capacity.json
 
 Standard library only; needs the release build (`make release`).
 """
@@ -20,9 +20,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,  # noqa: E402
-                              model_repository, pinned)
+from bench.serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,
+                                    model_repository, pinned)
 
 DEFAULT_SLO = {"squeezenet": 20.0, "resnet50": 150.0, "shufflenet": 20.0}
 

@@ -3,7 +3,7 @@
 configuration, measured alternately in the same run; prints the median throughput of each and
 their ratio. Run it alone on the machine (`make bench`): both sides compete for the same cores.
 
-    .venv/bin/python bench/ort_compare.py [--repeats 3] [--duration 5] [--models resnet50,squeezenet]
+    .venv/bin/python -m bench.ort_compare [--repeats 3] [--duration 5] [--models resnet50,squeezenet]
 """
 import argparse
 import datetime

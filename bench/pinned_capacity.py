@@ -9,7 +9,7 @@ DNNSCALER_BENCH_SERVER_CPUS / DNNSCALER_BENCH_CLIENT_CPUS). A lane runs its conf
 model in turn, `--repeats` rounds. Prints per model the median sustained rate per configuration and
 `policy / best static` (the issue's target: >= 0.95).
 
-    python3 bench/pinned_capacity.py --models squeezenet,resnet50 --repeats 2 --json capacity.json
+    python3 -m bench.pinned_capacity --models squeezenet,resnet50 --repeats 2 --json capacity.json
 
 Standard library only; needs the release build (or --bin / $DNNSCALER_BIN) and at least 6 CPUs.
 """
@@ -23,10 +23,8 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-from capacity import DEFAULT_SLO  # noqa: E402
-from serving_overhead import DEFAULT_BIN  # noqa: E402
+from bench.capacity import DEFAULT_SLO
+from bench.serving_overhead import DEFAULT_BIN, ROOT
 
 DEFAULT_START = {"squeezenet": 40.0, "resnet50": 16.0}
 DEFAULT_MIN_REQUESTS = {"squeezenet": 300, "resnet50": 200}
@@ -72,14 +70,17 @@ def plan_lanes(wanted):
 
 def run_lane(lane_index, lane, jobs, args, results, lock):
     server_cpus, client_cpus = lane
-    env = dict(os.environ, DNNSCALER_BENCH_SERVER_CPUS=server_cpus, DNNSCALER_BENCH_CLIENT_CPUS=client_cpus)
+    # bench.capacity runs as a module of the bench package, found from the repository root.
+    python_path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, DNNSCALER_BENCH_SERVER_CPUS=server_cpus, DNNSCALER_BENCH_CLIENT_CPUS=client_cpus,
+               PYTHONPATH=python_path)
     for model, round_index, config in jobs:
         slo = args.slo_ms or DEFAULT_SLO.get(model, 100.0)
         kind_args = (["--policies", config, "--statics", ""] if "x" not in config
                      else ["--policies", "", "--statics", config])
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
             path = out.name
-        cmd = [sys.executable, os.path.join(HERE, "capacity.py"), "--models", model, "--slo-ms", str(slo),
+        cmd = [sys.executable, "-m", "bench.capacity", "--models", model, "--slo-ms", str(slo),
                "--repeats", "1", "--duration", str(args.duration), "--warmup", str(args.warmup),
                "--start-rate", str(DEFAULT_START.get(model, 20.0)), "--refine", str(args.refine),
                "--bracket-steps", str(args.bracket_steps),

@@ -2,7 +2,7 @@
 """Capacity at the SLO from pooled, interleaved trials: a comparison that a noisy machine does not decide.
 
 `capacity.py` finds each configuration's highest sustained rate with one bisection per run, each
-step judged by one trial's tail; on this 2-core VM the same static configuration moved 1.4-2.5x
+step judged by one trial's tail; on a shared 2-core machine the same static configuration moved 1.4-2.5x
 between runs, more than the differences being measured. Here every configuration gets its own
 server, all started at once and kept for the whole model; then, round after round, every rate of a
 fixed ladder (ascending) is offered to every configuration in turn (the order rotates each time),
@@ -15,8 +15,8 @@ its capacity is the highest such rate. Prints the pooled attainment table, each 
 `policy / best static` (the issue's target: >= 0.95). Policies keep their state between trials, so
 every step up or down the ladder is also a load change they must follow within the warm-up.
 
-    python3 bench/pooled_capacity.py --models squeezenet --rounds 3 --json bench/results/pooled.json
-    DNNSCALER_BENCH_SERVER_CPUS=0 DNNSCALER_BENCH_CLIENT_CPUS=1 python3 bench/pooled_capacity.py
+    python3 -m bench.pooled_capacity --models squeezenet --rounds 3 --json bench/results/pooled.json
+    DNNSCALER_BENCH_SERVER_CPUS=0 DNNSCALER_BENCH_CLIENT_CPUS=1 python3 -m bench.pooled_capacity
 
 Standard library only; needs the release build (or --bin / $DNNSCALER_BIN).
 """
@@ -29,10 +29,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from capacity import DEFAULT_SLO, add_model_arguments  # noqa: E402
-from serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,  # noqa: E402
-                              model_repository, pinned, write_json)
+from bench.capacity import DEFAULT_SLO, add_model_arguments
+from bench.serving_overhead import (CLIENT_CPUS, CORES_NOTE, DEFAULT_BIN, Server, describe_configuration, log,
+                                    model_repository, pinned, write_json)
 
 # Rate ladders (requests/s) for a server on one CPU; --rates replaces them.
 DEFAULT_RATES = {"squeezenet": [8, 10, 12, 15, 18, 22, 27, 33], "resnet50": [3, 4, 5, 6, 7, 8.5, 10, 12]}
@@ -153,7 +152,7 @@ def summarize(model, slo, percentile, rounds, ladder, configurations, trials):
 def parse_configurations(text):
     """"dnnscaler,joint,1x1,2x1,2x1@twin" as (name, policy, instances, batch) tuples (statics
     INSTANCESxBATCH). A configuration named twice needs a label after `@`: a second server of the
-    same configuration (an A/A pair) shows how far identical servers differ on this machine."""
+    same configuration (an A/A pair) shows how far identical servers differ on the machine at hand."""
     configurations = []
     for spec in (s for s in text.split(",") if s):
         spec, _, label = spec.partition("@")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Hardening runs against `dnnscaler serve` (release build), written up as docs/reliability.md.
 
-    .venv-client/bin/python bench/reliability.py                 # everything: ~45 min
-    .venv-client/bin/python bench/reliability.py --soak-minutes 2 --out /tmp/r.md   # a quick pass
+    .venv-client/bin/python -m bench.reliability                 # everything: ~45 min
+    .venv-client/bin/python -m bench.reliability --soak-minutes 2 --out /tmp/r.md   # a quick pass
 
 Runs, each against a fresh server on free ports:
  1. bad inputs: a catalogue of malformed requests over HTTP and gRPC (shared-memory mistakes
@@ -45,8 +45,7 @@ import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, ROOT, Server, link_tree, log, model_repository  # noqa: E402
+from bench.serving_overhead import DEFAULT_BIN, ROOT, Server, link_tree, log, model_repository
 
 REPOSITORY = os.path.join(ROOT, "model_repository")
 
@@ -767,7 +766,7 @@ def main():
     if args.merge and os.path.exists(args.json):
         with open(args.json) as f:
             results = json.load(f)
-    command = "make reliability (.venv-client/bin/python bench/reliability.py" + "".join(
+    command = "make reliability (.venv-client/bin/python -m bench.reliability" + "".join(
         f" {a}" for a in sys.argv[1:]) + ")"
     earlier = results.get("meta", {}).get("commands", []) if args.merge else []
     results["meta"] = {

@@ -25,14 +25,14 @@ configuration run in process by `dnnscaler profile`.
     N CPUs, the instances pinned to the rest) and the in-process side runs on those compute CPUs
     only: the same compute cores on both sides, and N more for serving. For example, on 2 CPUs:
         DNNSCALER_BENCH_SERVER_CPUS=0,1 DNNSCALER_BENCH_CLIENT_CPUS=1 \
-            bench/serving_overhead.py --io-cores 1 --configs 1x1:1:2 --models squeezenet
+            python3 -m bench.serving_overhead --io-cores 1 --configs 1x1:1:2 --models squeezenet
 
 On a 2-core machine perf_analyzer and the server share the cores: the client's CPU time is part
 of what the server-side figure pays, the in-process figure does not pay it. Run it alone.
 
 Standard library only; run it with either venv, e.g.
-    .venv-client/bin/python bench/serving_overhead.py [--repeats 3] [--json bench/results/serving_overhead.json]
-    .venv-client/bin/python bench/serving_overhead.py --quick        # smoke run, about 3 minutes
+    .venv-client/bin/python -m bench.serving_overhead [--repeats 3] [--json bench/results/serving_overhead.json]
+    .venv-client/bin/python -m bench.serving_overhead --quick        # smoke run, about 3 minutes
 Needs scripts/setup (models, ONNX Runtime), scripts/setup_clients (perf_analyzer) and the release
 build (.build/release/dnnscaler, or --bin / $DNNSCALER_BIN).
 
@@ -500,7 +500,7 @@ def server_throughput(args, tools, model, instances, batch, concurrency):
                         + extra)
                 res = run_perf_analyzer(tools, server.url, model, base + ["-s", args.stability])
                 if not res.ok and res.unstable and not res.errors:
-                    # A 2-core VM is noisy; a looser stability criterion still gives an honest average.
+                    # A shared machine with few cores is noisy; a looser criterion still gives an honest average.
                     res = run_perf_analyzer(tools, server.url, model, base + ["-s", "50"])
                 if res.ok:
                     values[name] = res.rows[0]["Inferences/Second"]

@@ -39,8 +39,8 @@ takes about an hour on 2 cores; --quick is a smoke run of a few minutes (squeeze
 2x b1 and 1x b4, short windows, one bisection step, short settle phases). Run it alone on the
 machine: perf_analyzer, the load generator and the server share the cores.
 
-    .venv-client/bin/python bench/serving_tuning.py --json bench/results/serving_tuning.json
-    .venv-client/bin/python bench/serving_tuning.py --quick
+    .venv-client/bin/python -m bench.serving_tuning --json bench/results/serving_tuning.json
+    .venv-client/bin/python -m bench.serving_tuning --quick
 Standard library only (any Python 3.9+); needs scripts/setup, scripts/setup_clients and the
 release build.
 """
@@ -59,11 +59,10 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import (  # noqa: E402
+from bench.serving_overhead import (
     CORES_NOTE, DEFAULT_BIN, DEFAULT_CLIENT_VENV, DEFAULT_REPOSITORY, ClientTools, Server, describe_configuration,
     fmt, model_repository, run_perf_analyzer)
-from serving_overhead import http as http_call  # noqa: E402
+from bench.serving_overhead import http as http_call
 
 DEFAULT_SLO_MS = {"squeezenet": 20.0, "resnet50": 150.0}
 COARSE_FACTORS = [0.3, 0.5, 0.65, 0.8, 0.9, 1.0, 1.1]

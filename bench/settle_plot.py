@@ -6,16 +6,14 @@ A fresh server runs MODEL under POLICY with SLO `--slo-ms`; `dnnscaler bench` se
 Poisson load at `--rate` for `--duration` seconds; at `--change-at` seconds the SLO becomes
 `--new-slo-ms` through `POST /v2/repository/models/{m}/load` (no restart).
 
-    .venv/bin/python bench/settle_plot.py --plot docs/plots/settle-measured.svg
+    .venv/bin/python -m bench.settle_plot --plot docs/plots/settle-measured.svg
 """
 import argparse
-import os
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, Server, log, model_repository  # noqa: E402
+from bench.serving_overhead import DEFAULT_BIN, Server, log, model_repository
 
 
 def main():

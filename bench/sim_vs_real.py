@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cross-check of the simulator against the real server on this machine.
+"""Cross-check of the simulator against the real server on the machine it runs on.
 
 For each model: `dnnscaler profile` measures it in process (the profile the simulator runs on), then
 for each static configuration and open-loop Poisson rate, `dnnscaler simulate` predicts throughput and
@@ -9,18 +9,16 @@ arrival rate it actually drew, since a short Poisson window deviates from the no
 percent) and p99 (target: within 20%). Runs alone: the
 load generator and the server share the cores.
 
-    .venv/bin/python bench/sim_vs_real.py --json bench/results/sim_vs_real.json
+    .venv/bin/python -m bench.sim_vs_real --json bench/results/sim_vs_real.json
 """
 import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, Server, log, model_repository  # noqa: E402
+from bench.serving_overhead import DEFAULT_BIN, Server, log, model_repository
 
 # (model, SLO for the server's admission, [(instances, batch)], [rates as fractions of capacity])
 DEFAULT_CASES = {

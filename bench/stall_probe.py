@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Where do long single requests come from at low load? A short experiment for a many-core machine.
 
-On the tenth session's device lease every capacity lane (static and policies alike) saw single
-seconds with a p99 of 30-55 ms at 4-50 squeezenet requests/s (about 5 ms of inference), where this
-2-core VM gives 8.6 ms. Suspects, each a variant here, all with the same model and Poisson rate:
+On a 16-CPU machine every capacity lane (static and policies alike) saw single seconds with a
+p99 of 30-55 ms at 4-50 squeezenet requests/s (about 5 ms of inference), where a 2-core machine
+serving alone gives 8.6 ms. Suspects, each a variant here, all with the same model and Poisson rate:
 
 - `base`: `serve --policy static --instances 1` (1 instance x 2 threads), ONNX Runtime threads that
   sleep when idle (serve's default), load generator with NIO's default loop count (on Linux NIO
@@ -20,8 +20,8 @@ first lane's CPUs, alone on the machine. For each it prints the client's p50/p99
 how late requests were sent, and the server's own p99 (its latency histogram, upper bucket bound),
 so a stall can be placed in the server or in the generator.
 
-    python3 bench/stall_probe.py --rate 10 --duration 20          # needs 3 CPUs per lane
-    python3 bench/stall_probe.py --lanes 0+1 --variants base,spin --passes alone   # this 2-core VM
+    python3 -m bench.stall_probe --rate 10 --duration 20          # needs 3 CPUs per lane
+    python3 -m bench.stall_probe --lanes 0+1 --variants base,spin --passes alone   # on 2 cores
 
 Standard library only; needs the release build (or --bin / $DNNSCALER_BIN).
 """
@@ -34,8 +34,7 @@ import sys
 import tempfile
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import DEFAULT_BIN, Server, log, model_repository, pinned, write_json  # noqa: E402
+from bench.serving_overhead import DEFAULT_BIN, Server, log, model_repository, pinned, write_json
 
 VARIANTS = {
     "base": {"instances": 1, "extra": [], "env": {}},

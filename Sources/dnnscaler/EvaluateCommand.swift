@@ -46,7 +46,7 @@ struct EvaluateCommand: ParsableCommand {
 
     @Option(
         help:
-            "JSON results of bench/capacity.py (measured on this machine) for section (b); repeatable, missing files skipped."
+            "JSON results of bench/capacity.py (real server, measured) for section (b); repeatable, missing files skipped."
     )
     var measured: [String] = ["docs/data/measured-squeezenet.json", "docs/data/measured-resnet50.json"]
 

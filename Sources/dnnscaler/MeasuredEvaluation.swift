@@ -1,7 +1,7 @@
 import DNNScaler
 import Foundation
 
-/// Section (b) of the evaluation: capacities measured on this machine by `bench/capacity.py`
+/// Section (b) of the evaluation: capacities measured with the real server by `bench/capacity.py`
 /// (`dnnscaler bench --sweep` against the real server), read from its JSON files.
 struct MeasuredEvaluation {
     /// One model's measurements.

@@ -74,13 +74,13 @@ struct ServeCommand: AsyncParsableCommand {
     @Flag(
         inversion: .prefixedNo,
         help:
-            "Let an instance's idle intra-op threads spin-wait for work between its parallel steps (ONNX Runtime's default). Off by default: on 2 shared cores it made 1 instance x 2 threads of squeezenet bimodal, 157-212/s against a steady 198-207/s without."
+            "Let an instance's idle intra-op threads spin-wait for work between its parallel steps (ONNX Runtime's default). Off by default: on 2 shared cores it made the served throughput of 1 instance x 2 threads bimodal from run to run."
     )
     var spinning = false
 
     @Option(
         help: ArgumentHelp(
-            "CPUs kept for the front end's event loops: the last N of the CPUs this process may use; the models' instances are pinned to the rest and share them. 0 (the default): every thread may run on every CPU. With 1, squeezenet served from one compute CPU went from 0.88 to 1.03 of its in-process throughput (bench/README.md).",
+            "CPUs kept for the front end's event loops: the last N of the CPUs this process may use; the models' instances are pinned to the rest and share them. 0 (the default): every thread may run on every CPU. `python3 -m bench.serving_overhead --io-cores 1` measures its effect (bench/README.md).",
             valueName: "N"))
     var ioCores = 0
 

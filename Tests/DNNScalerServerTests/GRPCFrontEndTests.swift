@@ -9,7 +9,7 @@ import ServiceLifecycle
 import Testing
 
 /// The gRPC front end over a real socket, with the real ONNX Runtime behind it, driven by
-/// grpc-swift's client (tritonclient and perf_analyzer drive it in tests/interop).
+/// grpc-swift's client (tritonclient and perf_analyzer drive it in Tests/Interop).
 @Suite(.serialized) struct GRPCFrontEndTests {
     typealias Client = Inference_GRPCInferenceService.Client<HTTP2ClientTransport.Posix>
 

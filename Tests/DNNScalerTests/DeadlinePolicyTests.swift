@@ -5,7 +5,7 @@ import Testing
 
 /// The runtime's deadline policy on a backend with a fixed cost per sample (a sleep), so that the
 /// admission estimates are known in advance. The real ONNX Runtime is covered by ModelRuntimeTests;
-/// here only the timing matters, and a real model's timing on a shared 2-core machine is not fixed.
+/// here only the timing matters, and a real model's timing on a shared machine with few cores is not fixed.
 @Suite struct DeadlinePolicyTests {
     /// `y = x`, taking `msPerSample` per sample of the batch.
     struct TimedBackend: InferenceBackend {

@@ -87,7 +87,7 @@ import Testing
         var decision = policy.decide(observed(1, tail: 100))
         #expect(policy.trustsCapacityPrediction)
         #expect(decision.configuration.instances == 1)
-        // Twice the prediction: the profile misjudges this machine; the paper's start (2) takes over.
+        // Twice the prediction: the profile misjudges the served machine; the paper's start (2) takes over.
         decision = policy.decide(observed(2, tail: 200))
         #expect(!policy.trustsCapacityPrediction)
         #expect(decision.configuration.instances == 2)

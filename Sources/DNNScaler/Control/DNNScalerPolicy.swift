@@ -65,7 +65,7 @@ public struct DNNScalerPolicy: ScalingPolicy {
     /// The served tail, over this multiple of the tail predicted for the current count at the
     /// current arrival rate, ends the trust in the prediction. The in-process profile predicts
     /// resnet50's served p99 on 2 cores within 0.8-1.0x, squeezenet's (1 instance x 2 threads)
-    /// at 1.4-2.0x of it (bench/README.md, sim_vs_real).
+    /// at 1.4-2.0x of it (`python3 -m bench.sim_vs_real` measures the ratio).
     public static let distrustRatio = 1.4
 
     private var searchLow = 1
@@ -84,7 +84,7 @@ public struct DNNScalerPolicy: ScalingPolicy {
     /// A tail at or over this multiple of the SLO removes an instance at once (the paper's rule); a
     /// tail above the SLO by less waits for confirmation from the requests that follow. The stalls
     /// that removed instances wrongly on 2 shared cores lifted squeezenet's tail to 20.7-22.6 ms at
-    /// a 20 ms SLO (bench/README.md, ninth session).
+    /// a 20 ms SLO, where a real overload lifts it further.
     public static let clearOverloadRatio = 1.2
     /// Confirmation is asked for only when the policy steers by this percentile or a higher one: one
     /// stall lifts a p99 over a window, not a median.
@@ -242,7 +242,7 @@ public struct DNNScalerPolicy: ScalingPolicy {
                 instances: next.instances, ratePerSecond: observation.arrivalRate, percentile: percentile),
             served > Self.distrustRatio * predicted
         {
-            // The profile misjudges this machine: from now on the paper's rule decides alone.
+            // The profile misjudges the served machine: from now on the paper's rule decides alone.
             trustsCapacityPrediction = false
             let reason =
                 "tail \(tailText) is over \(Self.distrustRatio)x the \(ClipperAIMDPolicy.ms(predicted)) predicted for "

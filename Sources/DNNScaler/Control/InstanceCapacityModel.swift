@@ -65,7 +65,7 @@ public struct InstanceCapacityModel: Sendable {
     /// ranks two counts nearly equal, the served machine decides, and there the count with more
     /// throughput has more headroom (resnet50 on 2 cores, 150 ms: 1 x 2 threads predicted 2% ahead
     /// of 2 x 1 thread from a probe that measured 5% less throughput for it; served, it sustained
-    /// 28-30/s against 34-37/s, bench/README.md, twelfth session).
+    /// 28-30/s against 34-37/s in a capacity sweep).
     public var bestInstances: Int? {
         guard let best = sustainableRates.values.max() else { return nil }
         let near = sustainableRates.filter { $0.value >= Self.nearTieRatio * best }.keys.sorted()

@@ -54,7 +54,7 @@ public struct LatencyWindow: Sendable {
     /// controllers ask their policy nothing: a tail over the first second after a change is the
     /// maximum of a few dozen requests, the reconfiguration's own transient among them, and a
     /// policy that moves on it undoes good changes (a removal judged over one second at 80
-    /// requests/s, bench/README.md, seventh session).
+    /// requests/s was undone, and the policy then rested at the worse count).
     public func hasSettled(since changeTime: Double, now: Double, minimumSamples: Int) -> Bool {
         now - changeTime >= Self.judgingLookbackSeconds || count(since: changeTime) >= minimumSamples
     }

@@ -2,14 +2,14 @@
 # Interoperability with NVIDIA's own clients: perf_analyzer (HTTP and gRPC) and tritonclient's
 # HTTP and gRPC clients (2.51.0).
 #
-#   tests/interop/run_interop.sh                                   # .build/debug/dnnscaler
-#   DNNSCALER_BIN=.build/release/dnnscaler tests/interop/run_interop.sh
+#   Tests/Interop/run_interop.sh                                   # .build/debug/dnnscaler
+#   DNNSCALER_BIN=.build/release/dnnscaler Tests/Interop/run_interop.sh
 #
 # Starts the server on free ports with simple,tiny_cnn,linear_hand,string_echo, waits until it is
 # ready, then runs perf_analyzer over HTTP (binary tensors, JSON tensors, batch 4, system shared
-# memory, BYTES binary and JSON) and gRPC (unary, batch 4, streaming, system shared memory, BYTES), tests/interop/tritonclient_roundtrip.py and
-# tests/interop/tritonclient_grpc_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
-# checks a clean exit (0 within 30 s), then runs tests/interop/drain_check.py (SIGTERM under load
+# memory, BYTES binary and JSON) and gRPC (unary, batch 4, streaming, system shared memory, BYTES), Tests/Interop/tritonclient_roundtrip.py and
+# Tests/Interop/tritonclient_grpc_roundtrip.py, checks the metrics endpoint, sends SIGTERM and
+# checks a clean exit (0 within 30 s), then runs Tests/Interop/drain_check.py (SIGTERM under load
 # with a drain grace, on servers of its own). Needs scripts/setup (models) and scripts/setup_clients
 # (.venv-client with tritonclient and perf_analyzer). Prints `N passed, M failed` last and
 # exits non-zero if anything failed. Takes about a minute.
@@ -194,7 +194,7 @@ PA_MODEL=string_echo run_pa grpc-bytes 2 -i grpc -u "$GRPC_URL" --concurrency-ra
 
 # --- tritonclient ---------------------------------------------------------------------------
 say "tritonclient round trips"
-if "$CLIENT_VENV/bin/python" "$ROOT/tests/interop/tritonclient_roundtrip.py" --url "$URL" >"$WORK/roundtrip.txt" 2>&1; then
+if "$CLIENT_VENV/bin/python" "$ROOT/Tests/Interop/tritonclient_roundtrip.py" --url "$URL" >"$WORK/roundtrip.txt" 2>&1; then
   pass "tritonclient round trips ($(tail -n 1 "$WORK/roundtrip.txt"))"
 else
   fail "tritonclient round trips"
@@ -202,7 +202,7 @@ else
 fi
 
 say "tritonclient gRPC round trips"
-if "$CLIENT_VENV/bin/python" "$ROOT/tests/interop/tritonclient_grpc_roundtrip.py" --url "$GRPC_URL" >"$WORK/grpc-roundtrip.txt" 2>&1; then
+if "$CLIENT_VENV/bin/python" "$ROOT/Tests/Interop/tritonclient_grpc_roundtrip.py" --url "$GRPC_URL" >"$WORK/grpc-roundtrip.txt" 2>&1; then
   pass "tritonclient gRPC round trips ($(tail -n 1 "$WORK/grpc-roundtrip.txt"))"
 else
   fail "tritonclient gRPC round trips"
@@ -240,7 +240,7 @@ fi
 
 # --- drain under load (its own servers) ----------------------------------------------------
 say "drain: SIGTERM under open-loop load"
-if "$CLIENT_VENV/bin/python" "$ROOT/tests/interop/drain_check.py" --bin "$BIN" --repository "$REPO" \
+if "$CLIENT_VENV/bin/python" "$ROOT/Tests/Interop/drain_check.py" --bin "$BIN" --repository "$REPO" \
   >"$WORK/drain.txt" 2>&1; then
   pass "drain ($(grep -c '^ok ' "$WORK/drain.txt") checks: $(grep 'readiness' "$WORK/drain.txt" | sed 's/^ok //'))"
 else

@@ -4,7 +4,7 @@
 Run with the client venv (scripts/setup_clients), against a server that serves at least
 `simple`, `linear_hand` and `string_echo` (tiny_cnn is checked when it is loaded):
 
-    .venv-client/bin/python tests/interop/tritonclient_roundtrip.py --url 127.0.0.1:8000
+    .venv-client/bin/python Tests/Interop/tritonclient_roundtrip.py --url 127.0.0.1:8000
 
 Every output is checked exactly against values computed here with numpy. Prints one line per
 check and `N passed, M failed`; exits 1 if any check failed.

@@ -4,7 +4,7 @@
 Run with the client venv (scripts/setup_clients), against a server whose gRPC port serves at
 least `simple`, `linear_hand` and `string_echo`:
 
-    .venv-client/bin/python tests/interop/tritonclient_grpc_roundtrip.py --url 127.0.0.1:8001
+    .venv-client/bin/python Tests/Interop/tritonclient_grpc_roundtrip.py --url 127.0.0.1:8001
 
 Every output is checked exactly against values computed here with numpy; every error is
 checked for its gRPC status code and for a message that names the problem. Prints one line per
