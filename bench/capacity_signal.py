@@ -12,8 +12,8 @@ over rounds and its error relative to the fraction offered.
 Target (docs/security.md and the issue that asked for the gauge): within +-20% (relative) of the
 fraction up to 100%, and at least 1 above it.
 
-    .venv-client/bin/python bench/capacity_signal.py                       # squeezenet, resnet50
-    .venv-client/bin/python bench/capacity_signal.py --models squeezenet --rounds 1
+    .venv-client/bin/python -m bench.capacity_signal                       # squeezenet, resnet50
+    .venv-client/bin/python -m bench.capacity_signal --models squeezenet --rounds 1
 
 With DNNSCALER_BENCH_SERVER_CPUS and DNNSCALER_BENCH_CLIENT_CPUS (bench/serving_overhead.py) the
 server and the load generator run on CPUs of their own: the sweep measures latency at the client,
@@ -31,11 +31,10 @@ import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serving_overhead import CLIENT_CPUS, DEFAULT_BIN, ROOT, Server, log, model_repository, pinned  # noqa: E402
+from bench.serving_overhead import CLIENT_CPUS, DEFAULT_BIN, ROOT, Server, log, model_repository, pinned
 
-# squeezenet's own config says 20 ms; on a 2-core VM whose speed varies from day to day by up to
-# 2x, one request can take most of that, and the capacity measured at 20 ms is then close to 0.
+# squeezenet's own config says 20 ms; on a small machine whose speed varies by up to 2x, one
+# request can take most of that, and the capacity measured at 20 ms is then close to 0.
 DEFAULT_SLOS = "squeezenet=40,resnet50=150"
 
 

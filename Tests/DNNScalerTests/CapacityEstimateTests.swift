@@ -104,22 +104,22 @@ import Testing
         #expect(spread > 0.3 * steady)
     }
 
-    /// Feeds `seconds` of 20 requests/s on one instance profiled at 10 ms whose batches take
+    /// Feeds `seconds` of `rate` requests/s on one instance profiled at 10 ms whose batches take
     /// `batchMs`; returns the estimate.
-    static func served(seconds: Int, batchMs: Double, sloMs: Double = 100) -> CapacityEstimate {
+    static func served(seconds: Int, batchMs: Double, rate: Int = 40, sloMs: Double = 100) -> CapacityEstimate {
         let profile = Self.profile([Self.point(instances: 1, batch: 1, throughput: 100)])
         var estimate = CapacityEstimate(profile: profile, maxBatch: 1, maxInstances: 1, sloMs: sloMs, percentile: 99)
         var statistics = ModelStatistics()
         var service = LatencyWindow()
         for tick in 0...(seconds * 5) {
             let time = Double(tick) * 0.2
-            for _ in 0..<4 {
+            for _ in 0..<(rate / 5) {
                 service.record(time: time, latencyMs: batchMs)
                 statistics.batches[1, default: DurationStatistic()].add(UInt64(batchMs * 1e6))
                 statistics.computeInfer.add(UInt64(batchMs * 1e6))
                 statistics.success.add(UInt64(batchMs * 1e6))
             }
-            statistics.arrivals += 4
+            statistics.arrivals += UInt64(rate / 5)
             estimate.update(time: time, statistics: statistics, instances: 1, serviceWindow: service)
         }
         return estimate
@@ -132,10 +132,14 @@ import Testing
         let slow = Self.served(seconds: 60, batchMs: 20)
         #expect(abs(slow.serviceCorrection - 2) < 0.05)
         let direct = CapacityEstimate.sustainableRate(
-            batchMs: { _ in 20 }, batchLimit: 1, instances: 1, sloMs: 100 * (1 - RuntimeSettings.defaultResponseAllowance),
+            batchMs: { _ in 20 }, batchLimit: 1, instances: 1,
+            sloMs: 100 * (1 - RuntimeSettings.defaultResponseAllowance),
             percentile: 99)
         let rate = slow.sustainableRate ?? 0
         #expect(rate < 0.5 * profiled, "\(rate) vs \(profiled)")
         #expect(abs(rate - direct) < 0.05 * direct, "\(rate) vs \(direct)")
+        // At light load (the instance busy a fifth of the time) slow batches say little about the
+        // load the capacity is about: the correction stays.
+        #expect(Self.served(seconds: 60, batchMs: 20, rate: 10).serviceCorrection == 1)
     }
 }

@@ -32,7 +32,7 @@ import Testing
             policy: StaticPolicy(configuration: ServingConfiguration(batchLimit: 1, instances: 1)),
             settings: SimulationSettings(
                 sloMs: 1e9, arrivals: .poisson(rate: utilisation * 1000 / serviceMs), requests: 200_000, seed: 42,
-                maxQueueSize: .max, admissionControl: false, dropExpired: false))
+                maxQueueSize: .max, admissionControl: false))
         let result = simulator.run()
         let expectedWait = utilisation * serviceMs / (2 * (1 - utilisation))
         #expect(result.completed == 200_000)

@@ -22,6 +22,10 @@ public struct CapacityEstimate: Sendable {
     public static let correctionMinimumBatches: UInt64 = 16
     /// The correction's bounds: beyond them the profile is wrong, not the node slower.
     public static let correctionBounds = 0.25...4.0
+    /// The share of the time the instances must spend computing for their batch times to count
+    /// towards the correction: at light load batches run on cold caches and waking cores, slower
+    /// than under the load the capacity is about (the profile measured them saturated).
+    public static let correctionMinimumBusy = 0.5
     /// Seconds between two predictions from what was served (the spread of batch times and the
     /// time a request spends in the server outside its queue and batch).
     public static let repredictionSeconds = 5.0
@@ -114,13 +118,19 @@ public struct CapacityEstimate: Sendable {
         let instantaneous = Double(statistics.arrivals &- before.arrivals) / elapsed
         let weight = 1 - exp(-elapsed / Self.arrivalSmoothingSeconds)
         arrivalRate += weight * (instantaneous - arrivalRate)
+        var interval = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
         for (size, total) in statistics.batches {
             let earlier = before.batches[size] ?? DurationStatistic()
             let count = total.count &- earlier.count
             guard count > 0, let predictedMs = batchTimes.ms(batchSize: size, instances: instances) else { continue }
-            pending.observedNs += Double(total.ns &- earlier.ns)
-            pending.predictedNs += predictedMs * 1e6 * Double(count)
-            pending.batches += count
+            interval.observedNs += Double(total.ns &- earlier.ns)
+            interval.predictedNs += predictedMs * 1e6 * Double(count)
+            interval.batches += count
+        }
+        if interval.observedNs >= Self.correctionMinimumBusy * elapsed * 1e9 * Double(max(1, instances)) {
+            pending.observedNs += interval.observedNs
+            pending.predictedNs += interval.predictedNs
+            pending.batches += interval.batches
         }
         if pending.batches >= Self.correctionMinimumBatches, pending.predictedNs > 0 {
             let ratio = pending.observedNs / pending.predictedNs
@@ -179,7 +189,9 @@ public struct CapacityEstimate: Sendable {
                 1000 * Double(configuration.instances) * max(1 / single, Double(configuration.batchLimit) / full)
             if let best, saturation <= best.rate { continue }
             let rate = Self.sustainableRate(
-                batchMs: { (batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity) * correction },
+                batchMs: {
+                    (batchTimes.ms(batchSize: $0, instances: configuration.instances) ?? .infinity) * correction
+                },
                 batchLimit: configuration.batchLimit, instances: configuration.instances, sloMs: budgetMs,
                 percentile: percentile, spread: batchTimeSpread)
             if rate > (best?.rate ?? 0) { best = (rate, configuration) }

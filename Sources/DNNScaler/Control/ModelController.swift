@@ -99,22 +99,13 @@ public final class ModelController: Sendable {
                 snapshot.latencyWindow.hasSettled(
                     since: state.lastChangeTime, now: snapshot.time, minimumSamples: minimumSamples)
             else { return nil }
-            let elapsed = max(1e-3, snapshot.time - state.lastDecisionTime)
-            let since = state.lastDecisionTime
-            let completed = snapshot.latencyWindow.count(since: since)
-            let tailSince = snapshot.latencyWindow.judgingStart(
-                periodStart: since, now: snapshot.time, notBefore: state.lastChangeTime,
-                minimumSamples: minimumSamples)
-            let observation = Observation(
-                time: snapshot.time, tailLatencyMs: snapshot.latencyWindow.percentile(percentile, since: tailSince),
-                completed: completed,
-                arrivalRate: Double(snapshot.statistics.arrivals - state.lastArrivals) / elapsed,
-                throughput: Double(completed) / elapsed, shed: Int(snapshot.statistics.shedCount - state.lastShed),
-                queueLength: snapshot.queueLength, sloMs: runtime.currentSloMs, current: snapshot.configuration,
-                serviceTailMs: snapshot.serviceWindow.percentile(percentile, since: tailSince),
-                confirmingTailLatencyMs: snapshot.latencyWindow.settledPercentile(
-                    percentile, since: state.policy.confirmationSince, now: snapshot.time,
-                    minimumSamples: minimumSamples))
+            let observation = Observation.measured(
+                time: snapshot.time, periodStart: state.lastDecisionTime, lastChange: state.lastChangeTime,
+                percentile: percentile, latencyWindow: snapshot.latencyWindow, serviceWindow: snapshot.serviceWindow,
+                arrivals: Int(snapshot.statistics.arrivals - state.lastArrivals),
+                shed: Int(snapshot.statistics.shedCount - state.lastShed), queueLength: snapshot.queueLength,
+                sloMs: runtime.currentSloMs, current: snapshot.configuration,
+                confirmationSince: state.policy.confirmationSince)
             state.lastDecisionTime = snapshot.time
             state.lastArrivals = snapshot.statistics.arrivals
             state.lastShed = snapshot.statistics.shedCount

@@ -46,6 +46,30 @@ public struct Observation: Sendable, Equatable {
         self.current = current
     }
 
+    /// What a policy sees at `time` (seconds), measured the one way the server's controller and
+    /// the simulator share: the tail over the period that began at `periodStart`, reaching back
+    /// (never before `lastChange`, the last configuration change) until it holds enough completions
+    /// to judge the percentile (``LatencyWindow/judgingStart(periodStart:now:notBefore:minimumSamples:)``);
+    /// `arrivals` and `shed` are the period's counts.
+    public static func measured(
+        time: Double, periodStart: Double, lastChange: Double, percentile: Double, latencyWindow: LatencyWindow,
+        serviceWindow: LatencyWindow, arrivals: Int, shed: Int, queueLength: Int, sloMs: Double,
+        current: ServingConfiguration, confirmationSince: Double?
+    ) -> Observation {
+        let minimumSamples = LatencyWindow.minimumSamples(forPercentile: percentile)
+        let elapsed = max(1e-3, time - periodStart)
+        let completed = latencyWindow.count(since: periodStart)
+        let tailSince = latencyWindow.judgingStart(
+            periodStart: periodStart, now: time, notBefore: lastChange, minimumSamples: minimumSamples)
+        return Observation(
+            time: time, tailLatencyMs: latencyWindow.percentile(percentile, since: tailSince), completed: completed,
+            arrivalRate: Double(arrivals) / elapsed, throughput: Double(completed) / elapsed, shed: shed,
+            queueLength: queueLength, sloMs: sloMs, current: current,
+            serviceTailMs: serviceWindow.percentile(percentile, since: tailSince),
+            confirmingTailLatencyMs: latencyWindow.settledPercentile(
+                percentile, since: confirmationSince, now: time, minimumSamples: minimumSamples))
+    }
+
     /// The band the tail latency should sit in: [0.85 x SLO, SLO].
     public var bandLowMs: Double { 0.85 * sloMs }
 

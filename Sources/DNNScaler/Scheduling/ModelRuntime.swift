@@ -51,6 +51,21 @@ public struct RuntimeSettings: Sendable, Equatable {
     }
 }
 
+/// Where a runtime reads the time: the continuous clock in service; a test may step it by hand.
+/// Queue delays still wait in real time, and look at this clock again when they wake.
+public protocol RuntimeClock: Sendable {
+    /// The current instant.
+    var now: ContinuousClock.Instant { get }
+}
+
+/// The continuous clock (monotonic, counting while the system sleeps).
+public struct ContinuousRuntimeClock: RuntimeClock {
+    /// Creates the clock.
+    public init() {}
+    /// The current instant.
+    public var now: ContinuousClock.Instant { ContinuousClock.now }
+}
+
 /// A point-in-time view of a runtime, for the controller, metrics and status.
 public struct RuntimeSnapshot: Sendable {
     /// The configuration requests are served with now.
@@ -85,13 +100,17 @@ public final class ModelRuntime: @unchecked Sendable {
     }
 
     private let backend: any InferenceBackend
-    private let clock = ContinuousClock()
+    /// The time source: the continuous clock, or a test's (``init(backend:settings:initial:clock:)``).
+    private let clock: any RuntimeClock
     private let start: ContinuousClock.Instant
     // Everything below is guarded by `condition`.
     private let condition = NSCondition()
-    private var queue: Deque<PendingRequest> = []
-    private var queuedSamples = 0
-    private var configuration: ServingConfiguration
+    /// The queue's rules (shared with the simulator), on ms since ``start``.
+    private var core: SchedulingCore<PendingRequest>
+    private var configuration: ServingConfiguration {
+        get { core.configuration }
+        set { core.configuration = newValue }
+    }
     private var generation = 0
     private var liveWorkers = 0
     private var inFlight = 0
@@ -99,32 +118,30 @@ public final class ModelRuntime: @unchecked Sendable {
     private var statistics = ModelStatistics()
     private var window = LatencyWindow()
     private var serviceWindow = LatencyWindow()
-    private var sloMs: Double
-    private var currentSettings: RuntimeSettings
-    /// When a request was last refused or dropped for load.
-    private var lastShed: ContinuousClock.Instant?
-    /// Samples offered over the last second, admitted or not: what overload is judged from.
-    private var arrivals = ArrivalCounter()
-    /// Recent backend times per sample (the last 32 batches).
-    private var recentMsPerSample: [Double] = []
-    /// Their median, for admission estimates and the overload test (robust to the odd slow batch:
-    /// a new shape, a noisy neighbour). Updated once per batch, as it is read several times per request.
-    private var msPerSample: Double?
+    private var sloMs: Double {
+        get { core.sloMs }
+        set { core.sloMs = newValue }
+    }
+    private var currentSettings: RuntimeSettings {
+        get { core.settings }
+        set { core.settings = newValue }
+    }
     /// Serialises reconfigurations.
     private let reconfiguration = NSLock()
 
     /// Creates the runtime and its first instances (blocking: loads and warms the sessions).
     public init(
-        backend: any InferenceBackend, settings: RuntimeSettings, initial: ServingConfiguration
+        backend: any InferenceBackend, settings: RuntimeSettings, initial: ServingConfiguration,
+        clock: any RuntimeClock = ContinuousRuntimeClock()
     ) throws(BackendError) {
+        self.clock = clock
         self.backend = backend
         self.metadata = backend.metadata
         self.name = backend.metadata.name
-        self.currentSettings = settings
-        self.sloMs = settings.sloMs
         self.start = clock.now
         let initial = Self.normalized(initial, settings: settings, metadata: backend.metadata)
-        configuration = initial
+        core = SchedulingCore(
+            settings: settings, configuration: initial, supportsBatching: backend.metadata.supportsBatching)
         let instances = try Self.makeWarmInstances(backend: backend, count: initial.instances, settings: settings)
         condition.lock()
         accepting = true
@@ -183,25 +200,13 @@ public final class ModelRuntime: @unchecked Sendable {
         guard accepting else {
             return .unavailable("model '\(name)' is not accepting requests (unloading or stopped)")
         }
-        arrivals.record(samples: batchSize, atMs: elapsedMs(at: now))
-        guard queue.count < currentSettings.maxQueueSize else {
-            recordShed()
-            return .queueFull(limit: currentSettings.maxQueueSize)
-        }
-        let budgetMs = request.timeoutMs ?? sloMs
-        let limitMs = request.timeoutMs ?? sloLimitMs
         let arrival = min(request.arrival ?? now, now)
-        if let refusal = admissionRefusal(
-            samples: batchSize, arrival: arrival, now: now, budgetMs: budgetMs, limitMs: limitMs)
-        {
-            recordShed()
-            return refusal
-        }
-        let pending = PendingRequest(
-            request: request, batchSize: batchSize, key: key, arrival: arrival, enqueued: now,
-            budgetMs: budgetMs, limitMs: limitMs, continuation: continuation)
-        queue.append(pending)
-        queuedSamples += batchSize
+        let queued = QueuedRequest(
+            item: PendingRequest(
+                request: request, batchSize: batchSize, arrival: arrival, enqueued: now, continuation: continuation),
+            samples: batchSize, key: key, arrivalMs: elapsedMs(at: arrival), enqueuedMs: elapsedMs(at: now),
+            budgetMs: request.timeoutMs ?? sloMs, limitMs: request.timeoutMs ?? core.sloLimitMs)
+        if let refusal = core.offer(queued, nowMs: elapsedMs(at: now)) { return refusal }
         condition.signal()
         return nil
     }
@@ -214,91 +219,16 @@ public final class ModelRuntime: @unchecked Sendable {
         let now = clock.now
         condition.lock()
         defer { condition.unlock() }
-        guard accepting else { return nil }
-        guard
-            let refusal = admissionRefusal(
-                samples: 1, arrival: min(arrival, now), now: now, budgetMs: sloMs, limitMs: sloLimitMs)
-        else {
-            return nil
-        }
+        guard accepting,
+            let refusal = core.refusalBeforeReading(arrivalMs: elapsedMs(at: arrival), nowMs: elapsedMs(at: now))
+        else { return nil }
         statistics.arrivals += 1
-        arrivals.record(samples: 1, atMs: elapsedMs(at: now))
-        recordShed()
         return refusal
     }
-
-    /// `instant` plus `milliseconds` (capped at about 11 days, so that a huge timeout cannot overflow).
-    private static func instant(
-        _ instant: ContinuousClock.Instant, plusMs milliseconds: Double
-    ) -> ContinuousClock.Instant {
-        instant.advanced(by: .nanoseconds(Int64(min(milliseconds, 1e9) * 1e6)))
-    }
-
-    /// The latest a request without a `timeout` may be served outside overload (lock held).
-    private var sloLimitMs: Double { sloMs * max(1, currentSettings.lateLimitFactor) }
 
     /// Milliseconds since the runtime started.
     private func elapsedMs(at now: ContinuousClock.Instant) -> Double {
         Profiler.milliseconds(start.duration(to: now))
-    }
-
-    /// Counts a request refused or dropped for load, and notes when (lock held).
-    private func recordShed() {
-        statistics.shedCount += 1
-        lastShed = clock.now
-    }
-
-    /// Whether the model has shed in the last second: overloaded, rather than a passing burst.
-    private func isShedding(at now: ContinuousClock.Instant) -> Bool {
-        guard let lastShed else { return false }
-        return lastShed.duration(to: now) < .seconds(1)
-    }
-
-    /// Whether arrivals over the last second reach ``RuntimeSettings/overloadThreshold`` of what
-    /// the instances serve at the recent cost per sample (lock held).
-    private func isOverloaded(at now: ContinuousClock.Instant) -> Bool {
-        guard let msPerSample else { return false }
-        let offered = arrivals.samplesInLastSecond(atMs: elapsedMs(at: now))
-        let load = Double(offered) * msPerSample / (1000 * Double(max(1, configuration.instances)))
-        return load >= currentSettings.overloadThreshold
-    }
-
-    /// How long after its arrival a request with soft budget `budgetMs` and hard limit `limitMs`
-    /// may finish and still be worth serving, as things stand now (lock held):
-    /// - while shedding, the server's own share of the budget: the rest is left for what it cannot
-    ///   see (bytes waiting in the socket, the response's way back), which grows with overload;
-    /// - in overload without shedding yet, the budget;
-    /// - otherwise the hard limit, so that a passing burst is served late rather than refused.
-    private func admissibleMs(budgetMs: Double, limitMs: Double, at now: ContinuousClock.Instant) -> Double {
-        if isShedding(at: now) {
-            return budgetMs * (1 - min(max(currentSettings.responseAllowance, 0), 0.5))
-        }
-        return isOverloaded(at: now) ? budgetMs : limitMs
-    }
-
-    /// Why a request of `samples` that arrived at `arrival` cannot be admitted now, if it cannot (lock held).
-    private func admissionRefusal(
-        samples: Int, arrival: ContinuousClock.Instant, now: ContinuousClock.Instant, budgetMs: Double,
-        limitMs: Double
-    ) -> SchedulingError? {
-        guard currentSettings.admissionControl, let estimate = estimatedCompletionMs(addingSamples: samples) else {
-            return nil
-        }
-        let elapsedMs = Profiler.milliseconds(arrival.duration(to: now))
-        let admissible = admissibleMs(budgetMs: budgetMs, limitMs: limitMs, at: now)
-        guard elapsedMs + estimate > admissible else { return nil }
-        return .deadlineUnreachable(estimatedMs: elapsedMs + estimate, budgetMs: admissible)
-    }
-
-    /// How long until a request of `samples` would finish if queued now: the samples ahead of it and
-    /// its own, shared by all instances at the recent cost per sample. Deliberately not pessimistic
-    /// (the batch in flight is not counted): refusing a request that would have made it costs
-    /// throughput, and one that does not make it is dropped from the queue at its deadline anyway.
-    /// `nil` until the backend has been timed.
-    private func estimatedCompletionMs(addingSamples samples: Int) -> Double? {
-        guard let msPerSample else { return nil }
-        let instances = Double(max(1, configuration.instances))
-        return Double(queuedSamples + samples) * msPerSample / instances
     }
 
     // MARK: Workers
@@ -330,82 +260,28 @@ public final class ModelRuntime: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Waits for work and takes the next batch: the oldest request plus the compatible requests
-    /// behind it, up to the batch limit. `nil` when this worker's generation has been replaced.
+    /// Waits for work and takes the next batch (``SchedulingCore/nextBatch(nowMs:dropped:)``),
+    /// failing the requests it drops for their deadline. `nil` when this worker's generation has
+    /// been replaced.
     private func nextBatch(generation workerGeneration: Int) -> [PendingRequest]? {
         condition.lock()
         defer { condition.unlock() }
+        var dropped: [(request: QueuedRequest<PendingRequest>, error: SchedulingError)] = []
         while true {
             guard workerGeneration == generation else { return nil }
-            dropExpiredRequests()
-            if let oldest = queue.first {
-                let limit = configuration.batchLimit
-                if configuration.maxQueueDelayMs > 0, queuedSamples < limit {
-                    let fillDeadline = oldest.enqueued.advanced(
-                        by: .microseconds(Int64(configuration.maxQueueDelayMs * 1000)))
-                    let remaining = clock.now.duration(to: fillDeadline)
-                    if remaining > .zero {
-                        _ = condition.wait(until: Date(timeIntervalSinceNow: Profiler.milliseconds(remaining) / 1000))
-                        continue
-                    }
-                }
-                var batch = [queue.removeFirst()]
-                var samples = batch[0].batchSize
-                while let next = queue.first, next.key == batch[0].key, samples + next.batchSize <= limit,
-                    metadata.supportsBatching
-                {
-                    batch.append(queue.removeFirst())
-                    samples += next.batchSize
-                }
-                queuedSamples -= samples
-                batch = dropLateRequests(from: batch, samples: samples)
-                guard !batch.isEmpty else { continue }
+            let dispatch = core.nextBatch(nowMs: elapsedMs(at: clock.now), dropped: &dropped)
+            for (queued, error) in dropped { queued.item.continuation.resume(returning: .failure(error)) }
+            dropped.removeAll()
+            switch dispatch {
+            case .run(let batch):
                 inFlight += batch.count
-                return batch
+                return batch.map(\.item)
+            case .waitUntil(let fillMs):
+                let remainingMs = fillMs - elapsedMs(at: clock.now)
+                if remainingMs > 0 { _ = condition.wait(until: Date(timeIntervalSinceNow: remainingMs / 1000)) }
+            case .idle:
+                condition.wait()
             }
-            condition.wait()
-        }
-    }
-
-    /// Fails the requests of a batch about to start that would finish after their deadline, at the
-    /// recent cost per sample (lock held): running them would spend an instance on answers that
-    /// arrive too late, and their latency would break the SLO of admitted requests. Returns the rest.
-    private func dropLateRequests(from batch: [PendingRequest], samples: Int) -> [PendingRequest] {
-        guard currentSettings.admissionControl, let msPerSample else { return batch }
-        let now = clock.now
-        let end = Self.instant(now, plusMs: msPerSample * Double(samples))
-        var kept: [PendingRequest] = []
-        for pending in batch {
-            if deadline(of: pending, at: now) < end {
-                failLate(pending, at: now)
-            } else {
-                kept.append(pending)
-            }
-        }
-        return kept
-    }
-
-    /// When `pending` must finish, as things stand now (lock held); see ``admissibleMs(budgetMs:limitMs:at:)``.
-    private func deadline(of pending: PendingRequest, at now: ContinuousClock.Instant) -> ContinuousClock.Instant {
-        Self.instant(
-            pending.arrival, plusMs: admissibleMs(budgetMs: pending.budgetMs, limitMs: pending.limitMs, at: now))
-    }
-
-    /// Fails a request that cannot finish within its deadline, counted as shed (lock held).
-    private func failLate(_ pending: PendingRequest, at now: ContinuousClock.Instant) {
-        recordShed()
-        let waited = Profiler.milliseconds(pending.arrival.duration(to: now))
-        pending.continuation.resume(returning: .failure(.deadlineExpired(waitedMs: waited, budgetMs: pending.budgetMs)))
-    }
-
-    /// Fails queued requests whose deadline has passed (lock held); the batch about to start is
-    /// checked against its estimated end in ``dropLateRequests(from:samples:)``.
-    private func dropExpiredRequests() {
-        let now = clock.now
-        while let first = queue.first, deadline(of: first, at: now) < now {
-            queue.removeFirst()
-            queuedSamples -= first.batchSize
-            failLate(first, at: now)
         }
     }
 
@@ -450,9 +326,7 @@ public final class ModelRuntime: @unchecked Sendable {
             statistics.lastInferenceMs = wallMs
             let batchMs = Double(inferNs) / 1e6
             serviceWindow.record(time: time, latencyMs: batchMs)
-            recentMsPerSample.append(batchMs / Double(samples))
-            if recentMsPerSample.count > 32 { recentMsPerSample.removeFirst() }
-            msPerSample = recentMsPerSample.sorted()[recentMsPerSample.count / 2]
+            core.recordBatch(samples: samples, ms: batchMs)
         case .failure:
             break
         }
@@ -587,7 +461,7 @@ public final class ModelRuntime: @unchecked Sendable {
     public func drainAndStop() {
         condition.lock()
         accepting = false
-        while !queue.isEmpty || inFlight > 0 {
+        while !core.queue.isEmpty || inFlight > 0 {
             condition.wait()
         }
         generation += 1
@@ -606,8 +480,10 @@ public final class ModelRuntime: @unchecked Sendable {
         let now = clock.now
         condition.lock()
         defer { condition.unlock() }
+        var statistics = statistics
+        statistics.shedCount = core.shedCount
         return RuntimeSnapshot(
-            configuration: configuration, queueLength: queue.count, inFlight: inFlight, statistics: statistics,
+            configuration: configuration, queueLength: core.queue.count, inFlight: inFlight, statistics: statistics,
             time: elapsedMs(at: now) / 1000, latencyWindow: window,
             serviceWindow: serviceWindow)
     }
@@ -652,36 +528,26 @@ public final class ModelRuntime: @unchecked Sendable {
     }
 }
 
-/// A request waiting in the queue. Its continuation is resumed exactly once: by the worker that
-/// runs it, or by the queue when its deadline passes.
+/// A request waiting in the queue, as the runtime carries it (its deadline and batch key live in
+/// its ``QueuedRequest``). Its continuation is resumed exactly once: by the worker that runs it, or
+/// by the queue when its deadline passes.
 final class PendingRequest: @unchecked Sendable {
     let request: InferenceRequest
     let batchSize: Int
-    /// Shapes after the batch dimension, per model input: requests batch together only when equal.
-    let key: [[Int]]
-    /// When the request reached the server (end-to-end latency and the deadline count from here).
+    /// When the request reached the server (end-to-end latency counts from here).
     let arrival: ContinuousClock.Instant
     /// When it entered the queue (queue time counts from here).
     let enqueued: ContinuousClock.Instant
-    /// The latency it should meet (ms from arrival): its `timeout`, or the SLO.
-    let budgetMs: Double
-    /// The latest it may still be served outside overload (ms from arrival): its `timeout`, or
-    /// the SLO times ``RuntimeSettings/lateLimitFactor``.
-    let limitMs: Double
     let continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
 
     init(
-        request: InferenceRequest, batchSize: Int, key: [[Int]], arrival: ContinuousClock.Instant,
-        enqueued: ContinuousClock.Instant, budgetMs: Double, limitMs: Double,
+        request: InferenceRequest, batchSize: Int, arrival: ContinuousClock.Instant, enqueued: ContinuousClock.Instant,
         continuation: CheckedContinuation<Result<InferenceResponse, SchedulingError>, Never>
     ) {
         self.request = request
         self.batchSize = batchSize
-        self.key = key
         self.arrival = arrival
         self.enqueued = enqueued
-        self.budgetMs = budgetMs
-        self.limitMs = limitMs
         self.continuation = continuation
     }
 }

@@ -1,4 +1,3 @@
-import DequeModule
 import Foundation
 import HeapModule
 
@@ -10,6 +9,8 @@ public enum ArrivalProcess: Sendable, Equatable, Codable {
     case constant(rate: Double)
     /// Closed loop: `clients` clients, each sending its next request when the last is answered.
     case closedLoop(clients: Int)
+    /// Open loop, at these times (ms from the start, ascending): a recorded trace replayed.
+    case trace(arrivalsMs: [Double])
 }
 
 /// What to simulate.
@@ -26,14 +27,15 @@ public struct SimulationSettings: Sendable {
     public var seed: UInt64
     /// The most queued requests.
     public var maxQueueSize: Int
-    /// Refuse requests at arrival that cannot finish before their deadline (as the server does).
+    /// Refuse requests at arrival that cannot finish before their deadline, and drop those whose
+    /// batch would end after it (as the server does).
     public var admissionControl: Bool
-    /// Drop queued requests whose deadline has passed (as the server does).
-    public var dropExpired: Bool
     /// Seconds new instances take to load and warm up before they take traffic.
     public var instanceWarmupSeconds: Double
     /// Seconds per point of the time series.
     public var seriesInterval: Double
+    /// Keep what became of every request (``SimulationResult/outcomes``).
+    public var recordsOutcomes = false
     /// Virtual seconds excluded from the summary (latencies, throughput, SLO attainment): requests
     /// that arrive earlier are served but not counted, so the result describes the steady state
     /// after the policy's convergence. The time series always covers the whole run.
@@ -42,8 +44,8 @@ public struct SimulationSettings: Sendable {
     /// Creates settings; the defaults mirror the server's.
     public init(
         sloMs: Double, percentile: Double = 99, arrivals: ArrivalProcess, requests: Int, seed: UInt64 = 1,
-        maxQueueSize: Int = 1024, admissionControl: Bool = true, dropExpired: Bool = true,
-        instanceWarmupSeconds: Double = 1, seriesInterval: Double = 1, measurementStartSeconds: Double = 0
+        maxQueueSize: Int = 1024, admissionControl: Bool = true, instanceWarmupSeconds: Double = 1,
+        seriesInterval: Double = 1, measurementStartSeconds: Double = 0
     ) {
         self.sloMs = sloMs
         self.percentile = percentile
@@ -52,7 +54,6 @@ public struct SimulationSettings: Sendable {
         self.seed = seed
         self.maxQueueSize = maxQueueSize
         self.admissionControl = admissionControl
-        self.dropExpired = dropExpired
         self.instanceWarmupSeconds = instanceWarmupSeconds
         self.seriesInterval = seriesInterval
         self.measurementStartSeconds = measurementStartSeconds
@@ -112,10 +113,13 @@ public struct SimulationResult: Sendable, Codable, Equatable {
     public var measuredRequests: Int
     /// Of those, the answered ones (the summary's latencies are theirs).
     public var measuredCompleted: Int
+    /// What became of each request, in the order sent (with ``SimulationSettings/recordsOutcomes``).
+    public var outcomes: [RequestOutcome] = []
 }
 
-/// A discrete-event simulation, in virtual time, of the server's queue, batcher and instance pool,
-/// running the same ``ScalingPolicy`` code as the server against a ``Profile``'s latencies.
+/// A discrete-event simulation, in virtual time, of the server's instance pool around the server's
+/// own queue rules (``SchedulingCore``), running the same ``ScalingPolicy`` code as the server
+/// against a ``Profile``'s latencies.
 public struct Simulator {
     /// The latencies.
     public let serviceTimes: ServiceTimeModel
@@ -145,6 +149,8 @@ public struct Simulator {
         case completion(instance: Int)
         case arrival(client: Int)
         case switchInstances
+        /// The queue delay that held a batch open has passed.
+        case fill
         case control
         case series
     }
@@ -163,11 +169,14 @@ public struct Simulator {
         }
     }
 
-    private struct Request {
-        var arrival: Double
-        var deadline: Double
+    /// Who sent a request: its closed-loop client (-1: open loop) and its place in the send order.
+    private struct Sender {
         var client: Int
+        var index: Int
     }
+
+    /// A queued request.
+    private typealias Request = QueuedRequest<Sender>
 
     private struct Instance {
         var id: Int
@@ -198,7 +207,25 @@ public struct Simulator {
         }
         var instances = makeInstances(activeInstances)
         var pendingInstances: Int?
-        var queue: Deque<Request> = []
+        var core = SchedulingCore<Sender>(
+            settings: RuntimeSettings(
+                maxQueueSize: settings.maxQueueSize, maxBatchSize: .max, cores: 1, sloMs: settings.sloMs,
+                admissionControl: settings.admissionControl),
+            configuration: configuration, supportsBatching: true)
+        /// Gives the core the batch limit in force and the instances taking work now.
+        func syncCore() {
+            var served = configuration
+            served.instances = activeInstances
+            core.configuration = served
+        }
+        syncCore()
+        var fillScheduledAt: Double?
+        var outcomes: [RequestOutcome] = []
+        var batchesStarted = 0
+        func record(_ outcome: RequestOutcome, of request: Request) {
+            guard settings.recordsOutcomes else { return }
+            outcomes[request.item.index] = outcome
+        }
         var sent = 0
         var completed = 0
         var shed = 0
@@ -210,7 +237,6 @@ public struct Simulator {
         let measureFrom = settings.measurementStartSeconds * 1000
         var measuredSent = 0
         var measuredCompleted = 0
-        var msPerSample: Double?
         var window = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
         var serviceWindow = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
         var lastDecision = 0.0
@@ -238,36 +264,59 @@ public struct Simulator {
         case .constant(let rate): schedule(interArrivalMs(rate, poisson: false), .arrival(client: -1))
         case .closedLoop(let clients):
             for client in 0..<max(1, clients) { schedule(0, .arrival(client: client)) }
+        case .trace(let times):
+            if let first = times.first { schedule(first, .arrival(client: -1)) }
         }
+        let requestCount: Int
+        if case .trace(let times) = settings.arrivals {
+            requestCount = min(settings.requests, times.count)
+        } else {
+            requestCount = settings.requests
+        }
+        if settings.recordsOutcomes { outcomes = Array(repeating: .refused, count: requestCount) }
         schedule(policy.period * 1000, .control)
         schedule(settings.seriesInterval * 1000, .series)
 
         /// Requests still to send, queued or running: periodic events keep coming until none are.
         func workRemains() -> Bool {
-            sent < settings.requests || !queue.isEmpty || instances.contains(where: \.busy)
+            sent < requestCount || !core.queue.isEmpty || instances.contains(where: \.busy)
+        }
+
+        func countShed(_ request: Request, at now: Double) {
+            shed += 1
+            intervalShed += 1
+            shedSinceDecision += 1
+            if request.item.client >= 0 { schedule(now + 1, .arrival(client: request.item.client)) }
         }
 
         func startBatches(at now: Double) {
+            var dropped: [(request: Request, error: SchedulingError)] = []
             for index in instances.indices where !instances[index].busy && !instances[index].retiring {
-                if settings.dropExpired {
-                    // As the server: drop what has passed its deadline in the queue.
-                    while let first = queue.first, first.deadline < now {
-                        queue.removeFirst()
-                        shed += 1
-                        intervalShed += 1
-                        shedSinceDecision += 1
-                        if first.client >= 0 { schedule(now + 1, .arrival(client: first.client)) }
-                    }
+                let dispatch = core.nextBatch(nowMs: now, dropped: &dropped)
+                for (request, _) in dropped {
+                    countShed(request, at: now)
+                    record(.expired, of: request)
                 }
-                guard !queue.isEmpty else { return }
-                let size = min(configuration.batchLimit, queue.count)
-                let batch = Array(queue.prefix(size))
-                queue.removeFirst(size)
-                instances[index].busy = true
-                instances[index].batch = batch
-                instances[index].batchStart = now
-                let service = serviceTimes.batchMs(instances: activeInstances, batch: size)
-                schedule(now + service, .completion(instance: instances[index].id))
+                dropped.removeAll()
+                switch dispatch {
+                case .idle:
+                    return
+                case .waitUntil(let fillMs):
+                    if fillScheduledAt != fillMs {
+                        fillScheduledAt = fillMs
+                        schedule(fillMs, .fill)
+                    }
+                    return
+                case .run(let batch):
+                    for request in batch { record(.served(batch: batchesStarted), of: request) }
+                    batchesStarted += 1
+                    let samples = batch.reduce(0) { $0 + $1.samples }
+                    instances[index].busy = true
+                    instances[index].batch = batch
+                    instances[index].batchStart = now
+                    let service = serviceTimes.batchMs(instances: activeInstances, batch: samples)
+                    schedule(now + service, .completion(instance: instances[index].id))
+                }
             }
         }
 
@@ -275,28 +324,25 @@ public struct Simulator {
             let now = event.time
             switch event.kind {
             case .arrival(let client):
-                guard sent < settings.requests else { continue }
+                guard sent < requestCount else { continue }
                 sent += 1
                 if now >= measureFrom { measuredSent += 1 }
                 arrivalsSinceDecision += 1
                 statistics.arrivals += 1
-                let request = Request(arrival: now, deadline: now + settings.sloMs, client: client)
-                var refused = queue.count >= settings.maxQueueSize
-                if !refused, settings.admissionControl, let msPerSample {
-                    refused = Double(queue.count + 1) * msPerSample / Double(activeInstances) > settings.sloMs
-                }
-                if refused {
-                    shed += 1
-                    intervalShed += 1
-                    shedSinceDecision += 1
-                    if client >= 0 { schedule(now + 1, .arrival(client: client)) }
+                let request = Request(
+                    item: Sender(client: client, index: sent - 1), samples: 1, arrivalMs: now, enqueuedMs: now,
+                    budgetMs: settings.sloMs,
+                    limitMs: core.sloLimitMs)
+                if core.offer(request, nowMs: now) != nil {
+                    countShed(request, at: now)
+                    record(.refused, of: request)
                 } else {
-                    queue.append(request)
                     startBatches(at: now)
                 }
                 switch settings.arrivals {
                 case .poisson(let rate): schedule(now + interArrivalMs(rate, poisson: true), .arrival(client: -1))
                 case .constant(let rate): schedule(now + interArrivalMs(rate, poisson: false), .arrival(client: -1))
+                case .trace(let times): if sent < times.count { schedule(times[sent], .arrival(client: -1)) }
                 case .closedLoop: break
                 }
             case .completion(let id):
@@ -304,25 +350,24 @@ public struct Simulator {
                 let batch = instances[index].batch
                 let service = now - instances[index].batchStart
                 serviceWindow.record(time: now / 1000, latencyMs: service)
-                statistics.batches[batch.count, default: DurationStatistic()].add(nanoseconds(service))
-                msPerSample =
-                    (msPerSample.map { $0 * 0.8 } ?? 0) + (msPerSample == nil ? 1 : 0.2) * service
-                    / Double(batch.count)
+                let samples = batch.reduce(0) { $0 + $1.samples }
+                statistics.batches[samples, default: DurationStatistic()].add(nanoseconds(service))
+                core.recordBatch(samples: samples, ms: service)
                 for request in batch {
-                    let latency = now - request.arrival
+                    let latency = now - request.arrivalMs
                     statistics.success.add(nanoseconds(latency))
-                    statistics.queue.add(nanoseconds(instances[index].batchStart - request.arrival))
+                    statistics.queue.add(nanoseconds(instances[index].batchStart - request.enqueuedMs))
                     statistics.computeInfer.add(nanoseconds(service))
                     intervalLatencies.append(latency)
                     window.record(time: now / 1000, latencyMs: latency)
                     completed += 1
-                    if request.arrival >= measureFrom {
+                    if request.arrivalMs >= measureFrom {
                         latencies.append(latency)
-                        queueTimeTotal += instances[index].batchStart - request.arrival
+                        queueTimeTotal += instances[index].batchStart - request.enqueuedMs
                         if latency <= settings.sloMs { withinSLO += 1 }
                         measuredCompleted += 1
                     }
-                    if request.client >= 0 { schedule(now, .arrival(client: request.client)) }
+                    if request.item.client >= 0 { schedule(now, .arrival(client: request.item.client)) }
                 }
                 lastCompletion = now
                 instances[index].busy = false
@@ -337,6 +382,10 @@ public struct Simulator {
                 // Busy old instances finish their batch; the new ones start now.
                 instances += makeInstances(count)
                 activeInstances = count
+                syncCore()
+                startBatches(at: now)
+            case .fill:
+                fillScheduledAt = nil
                 startBatches(at: now)
             case .control:
                 let time = now / 1000
@@ -347,19 +396,11 @@ public struct Simulator {
                     }
                     continue
                 }
-                let elapsed = max(1e-3, time - lastDecision)
-                let completedInPeriod = window.count(since: lastDecision)
-                let tailSince = window.judgingStart(
-                    periodStart: lastDecision, now: time, notBefore: lastChange, minimumSamples: minimumTailSamples)
-                let observation = Observation(
-                    time: time, tailLatencyMs: window.percentile(settings.percentile, since: tailSince),
-                    completed: completedInPeriod, arrivalRate: Double(arrivalsSinceDecision) / elapsed,
-                    throughput: Double(completedInPeriod) / elapsed, shed: shedSinceDecision, queueLength: queue.count,
-                    sloMs: settings.sloMs, current: configuration,
-                    serviceTailMs: serviceWindow.percentile(settings.percentile, since: tailSince),
-                    confirmingTailLatencyMs: window.settledPercentile(
-                        settings.percentile, since: policy.confirmationSince, now: time,
-                        minimumSamples: minimumTailSamples))
+                let observation = Observation.measured(
+                    time: time, periodStart: lastDecision, lastChange: lastChange, percentile: settings.percentile,
+                    latencyWindow: window, serviceWindow: serviceWindow, arrivals: arrivalsSinceDecision,
+                    shed: shedSinceDecision, queueLength: core.queue.count, sloMs: settings.sloMs,
+                    current: configuration, confirmationSince: policy.confirmationSince)
                 lastDecision = time
                 arrivalsSinceDecision = 0
                 shedSinceDecision = 0
@@ -377,6 +418,7 @@ public struct Simulator {
                         schedule(now + settings.instanceWarmupSeconds * 1000, .switchInstances)
                     }
                     configuration = next
+                    syncCore()
                     startBatches(at: now)
                 }
                 if workRemains() {
@@ -417,6 +459,6 @@ public struct Simulator {
             meanQueueMs: measuredCompleted > 0 ? queueTimeTotal / Double(measuredCompleted) : 0,
             sloAttainment: measuredSent > 0 ? Double(withinSLO) / Double(measuredSent) : 0, series: series,
             finalConfiguration: configuration, configurationChanges: changes, measuredRequests: measuredSent,
-            measuredCompleted: measuredCompleted)
+            measuredCompleted: measuredCompleted, outcomes: outcomes)
     }
 }
