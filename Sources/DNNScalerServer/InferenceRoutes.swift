@@ -45,6 +45,23 @@ public struct InferenceRoutes: Sendable {
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
         router.add(middleware: RestrictedAPIMiddleware(restrictions: restrictions))
+        addHealthRoutes(to: router)
+        addModelRoutes(to: router)
+        addRepositoryRoutes(to: router)
+        addSharedMemoryRoutes(to: router)
+        router.get("/dnnscaler/status") { _, _ -> Response in
+            var server = platform?.json ?? [:]
+            let models = manager.readyModels
+            server["capacity_used"] = ServedModel.serverCapacityUsed(models)
+            server["draining"] = manager.isDraining
+            server["model_control_mode"] = manager.controlMode.rawValue
+            return Response.json(["server": server, "models": models.map(Self.statusJSON)])
+        }
+        return router
+    }
+
+    /// Liveness, readiness (503 while draining or loading) and the server's metadata.
+    private func addHealthRoutes(to router: Router<BasicRequestContext>) {
         router.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/v2/health/ready") { _, _ -> Response in
             if manager.isDraining {
@@ -59,6 +76,10 @@ public struct InferenceRoutes: Sendable {
                 "extensions": Self.advertisedExtensions(sharedMemory: sharedMemory),
             ])
         }
+    }
+
+    /// Per model (and version): metadata, readiness, config, statistics and inference.
+    private func addModelRoutes(to router: Router<BasicRequestContext>) {
         for prefix in ["/v2/models/:name", "/v2/models/:name/versions/:version"] {
             router.get(RouterPath(prefix)) { _, context -> Response in
                 let model = try manager.model(
@@ -93,6 +114,10 @@ public struct InferenceRoutes: Sendable {
         router.get("/v2/models/stats") { _, _ -> Response in
             Response.json(["model_stats": manager.readyModels.map(Self.statisticsJSON)])
         }
+    }
+
+    /// The repository's index, load (with a config override) and unload.
+    private func addRepositoryRoutes(to router: Router<BasicRequestContext>) {
         router.post("/v2/repository/index") { request, _ -> Response in
             let body = try await request.body.collect(upTo: 1 << 20)
             var readyOnly = false
@@ -138,16 +163,6 @@ public struct InferenceRoutes: Sendable {
             try await manager.unload(name: try context.parameters.require("name"))
             return Response(status: .ok)
         }
-        addSharedMemoryRoutes(to: router)
-        router.get("/dnnscaler/status") { _, _ -> Response in
-            var server = platform?.json ?? [:]
-            let models = manager.readyModels
-            server["capacity_used"] = ServedModel.serverCapacityUsed(models)
-            server["draining"] = manager.isDraining
-            server["model_control_mode"] = manager.controlMode.rawValue
-            return Response.json(["server": server, "models": models.map(Self.statusJSON)])
-        }
-        return router
     }
 
     // MARK: System shared memory

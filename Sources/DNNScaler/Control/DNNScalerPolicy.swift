@@ -47,11 +47,14 @@ public struct DNNScalerPolicy: ScalingPolicy {
     /// The most instances.
     public let maxInstances: Int
     /// Seconds a new instance gets before the next decision.
-    public let warmupSeconds = 3.0
+    public let warmupSeconds = PolicyTuning.instanceWarmupSeconds
     /// An instance is worth adding only when the profile measured at least this much more
     /// throughput with it (beyond the paper): an instance that adds latency and no throughput is
     /// never started with nor added.
     public static let minimumInstanceGain = 1.05
+    /// After a removal, a tail below the band within this fraction of the tail the removal left
+    /// holds: the removal's own effect, not room for another instance.
+    public static let holdTolerance = 0.15
     /// The profile's batch-1 throughput per measured instance count (empty without a profile).
     private let profiledThroughput: [Int: Double]
     /// The load each instance count is predicted to sustain within the SLO.
@@ -97,7 +100,7 @@ public struct DNNScalerPolicy: ScalingPolicy {
     /// Creates the policy from the profile in `context` (batching when there is none).
     public init(context: PolicyContext) {
         lever = context.profile?.decision.mode ?? .batching
-        maxBatch = max(1, min(127, context.maxBatch))
+        maxBatch = max(1, min(PolicyTuning.largestBatch, context.maxBatch))
         batchTimes = context.profile.flatMap { profile in
             profile.points.contains { $0.instances == 1 } ? ServiceTimeModel(profile: profile) : nil
         }
@@ -216,114 +219,141 @@ public struct DNNScalerPolicy: ScalingPolicy {
         guard let tail = observation.steeringLatencyMs else {
             return Decision(configuration: next, reason: "no completed requests: hold")
         }
-        let tailText = ClipperAIMDPolicy.ms(tail)
         if awaitingHoldReference {
             holdAround = tail
             awaitingHoldReference = false
         }
-        if let removal = lastRemoval {
-            lastRemoval = nil
-            if tail > observation.sloMs, tail > removal.tail {
-                // Beyond the paper: the tail came from queueing (or noise), not from the instances'
-                // execution time, and fewer instances made it worse. Undo, and rest removals.
-                next.instances = removal.instances
-                holdAround = nil
-                removalsAfter = observation.time + removalCooldownSeconds
-                decideAfter = observation.time + warmupSeconds
-                return Decision(
-                    configuration: next,
-                    reason:
-                        "tail \(tailText) worse than \(ClipperAIMDPolicy.ms(removal.tail)) before the removal: "
-                        + "back to \(removal.instances) instances")
-            }
-        }
-        if trustsCapacityPrediction, let served = observation.tailLatencyMs,
-            let predicted = capacity.predictedTailMs(
-                instances: next.instances, ratePerSecond: observation.arrivalRate, percentile: percentile),
-            served > Self.distrustRatio * predicted
-        {
-            // The profile misjudges the served machine: from now on the paper's rule decides alone.
-            trustsCapacityPrediction = false
-            let reason =
-                "tail \(tailText) is over \(Self.distrustRatio)x the \(ClipperAIMDPolicy.ms(predicted)) predicted for "
-                + "\(next.instances) instance(s) at \(Int(observation.arrivalRate.rounded())) requests/s: "
-                + "the paper's rule decides from now on"
-            if paperInstances > next.instances {
-                next.instances = paperInstances
-                decideAfter = observation.time + warmupSeconds
-                return Decision(configuration: next, reason: reason + ", starting at \(paperInstances) instances")
-            }
-            return Decision(configuration: next, reason: reason)
-        }
+        if let undo = undoWorseningRemoval(observation, next: next, tail: tail) { return undo }
+        if let distrust = distrustPrediction(observation, next: next, tail: tail) { return distrust }
         let doubtedSince = removalDoubtedSince
         removalDoubtedSince = nil
         if tail > observation.sloMs {
-            guard next.instances > 1 else {
-                return Decision(configuration: next, reason: "tail \(tailText) above SLO with 1 instance: hold")
-            }
-            guard observation.time >= removalsAfter else {
-                return Decision(
-                    configuration: next, reason: "tail \(tailText) above SLO, but a removal made it worse: hold")
-            }
-            if let service = observation.serviceTailMs, service <= tail / 2 {
-                // Beyond the paper: waiting makes most of the tail, not execution, and one instance
-                // fewer would only lengthen the queue.
-                return Decision(
-                    configuration: next,
-                    reason:
-                        "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))): "
-                        + "hold")
-            }
-            if percentile >= Self.stallSensitivePercentile, tail < Self.clearOverloadRatio * observation.sloMs {
-                // Beyond the paper: just above the SLO, a stall and an overload look alike; the
-                // requests that follow tell them apart.
-                guard doubtedSince != nil, let fresh = observation.confirmingTailLatencyMs else {
-                    // A new doubt starts now; a standing one keeps its start until enough follow.
-                    removalDoubtedSince = doubtedSince ?? observation.time
-                    return Decision(
-                        configuration: next,
-                        reason: "tail \(tailText) just above SLO: confirming on the requests that follow")
-                }
-                guard fresh > observation.sloMs else {
-                    return Decision(
-                        configuration: next,
-                        reason:
-                            "tail \(tailText) just above SLO, but \(ClipperAIMDPolicy.ms(fresh)) over the requests "
-                            + "since: a stall, not an overload: hold")
-                }
-            }
-            lastRemoval = (next.instances, tail)
-            next.instances -= 1
-            awaitingHoldReference = true
-            holdAround = nil
-            return Decision(configuration: next, reason: "tail \(tailText) above SLO: remove an instance")
+            return instancesAboveSLO(observation, next: next, tail: tail, doubtedSince: doubtedSince)
         }
-        if tail < observation.bandLowMs {
-            if let reference = holdAround, abs(tail - reference) <= 0.15 * reference {
-                return Decision(configuration: next, reason: "tail \(tailText) below band, holding after a removal")
-            }
-            holdAround = nil
-            guard next.instances < maxInstances else {
-                return Decision(configuration: next, reason: "tail \(tailText) below band at the most instances: hold")
-            }
-            guard Self.instanceAddsThroughput(next.instances + 1, throughputs: profiledThroughput) else {
-                return Decision(
-                    configuration: next,
-                    reason:
-                        "tail \(tailText) below band, but the profile shows no throughput gain from "
-                        + "\(next.instances + 1) instances: hold")
-            }
-            guard !trustsCapacityPrediction || capacity.instanceAddsSustainableLoad(next.instances + 1) else {
-                return Decision(
-                    configuration: next,
-                    reason:
-                        "tail \(tailText) below band, but \(next.instances + 1) instances are predicted to sustain "
-                        + "less load within the SLO: hold")
-            }
-            next.instances += 1
+        if tail < observation.bandLowMs { return instancesBelowBand(observation, next: next, tail: tail) }
+        return Decision(configuration: next, reason: "tail \(ClipperAIMDPolicy.ms(tail)) in band: hold")
+    }
+
+    /// Beyond the paper: when the last removal left the tail above the SLO and worse, the tail came
+    /// from queueing (or noise), not from the instances' execution time: undo it and rest removals.
+    private mutating func undoWorseningRemoval(
+        _ observation: Observation, next: ServingConfiguration, tail: Double
+    ) -> Decision? {
+        guard let removal = lastRemoval else { return nil }
+        lastRemoval = nil
+        guard tail > observation.sloMs, tail > removal.tail else { return nil }
+        var next = next
+        next.instances = removal.instances
+        holdAround = nil
+        removalsAfter = observation.time + removalCooldownSeconds
+        decideAfter = observation.time + warmupSeconds
+        return Decision(
+            configuration: next,
+            reason:
+                "tail \(ClipperAIMDPolicy.ms(tail)) worse than \(ClipperAIMDPolicy.ms(removal.tail)) before the removal: "
+                + "back to \(removal.instances) instances")
+    }
+
+    /// When the served tail is far above what the capacity model predicts at this load, the profile
+    /// misjudges the served machine: from then on the paper's rule decides alone.
+    private mutating func distrustPrediction(
+        _ observation: Observation, next: ServingConfiguration, tail: Double
+    ) -> Decision? {
+        guard trustsCapacityPrediction, let served = observation.tailLatencyMs,
+            let predicted = capacity.predictedTailMs(
+                instances: next.instances, ratePerSecond: observation.arrivalRate, percentile: percentile),
+            served > Self.distrustRatio * predicted
+        else { return nil }
+        trustsCapacityPrediction = false
+        var next = next
+        let reason =
+            "tail \(ClipperAIMDPolicy.ms(tail)) is over \(Self.distrustRatio)x the \(ClipperAIMDPolicy.ms(predicted)) "
+            + "predicted for \(next.instances) instance(s) at \(Int(observation.arrivalRate.rounded())) requests/s: "
+            + "the paper's rule decides from now on"
+        if paperInstances > next.instances {
+            next.instances = paperInstances
             decideAfter = observation.time + warmupSeconds
-            return Decision(configuration: next, reason: "tail \(tailText) below band: add an instance")
+            return Decision(configuration: next, reason: reason + ", starting at \(paperInstances) instances")
         }
-        return Decision(configuration: next, reason: "tail \(tailText) in band: hold")
+        return Decision(configuration: next, reason: reason)
+    }
+
+    /// Above the SLO: remove an instance (the paper's rule), unless there is one, a removal made it
+    /// worse, the tail is queueing, or - just above the SLO - the requests that follow call it a stall.
+    private mutating func instancesAboveSLO(
+        _ observation: Observation, next: ServingConfiguration, tail: Double, doubtedSince: Double?
+    ) -> Decision {
+        var next = next
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        guard next.instances > 1 else {
+            return Decision(configuration: next, reason: "tail \(tailText) above SLO with 1 instance: hold")
+        }
+        guard observation.time >= removalsAfter else {
+            return Decision(
+                configuration: next, reason: "tail \(tailText) above SLO, but a removal made it worse: hold")
+        }
+        if let service = observation.serviceTailMs, service <= tail / 2 {
+            // Beyond the paper: waiting makes most of the tail, not execution, and one instance
+            // fewer would only lengthen the queue.
+            return Decision(
+                configuration: next,
+                reason: "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))): hold")
+        }
+        if percentile >= Self.stallSensitivePercentile, tail < Self.clearOverloadRatio * observation.sloMs {
+            // Beyond the paper: just above the SLO, a stall and an overload look alike; the requests
+            // that follow tell them apart.
+            guard doubtedSince != nil, let fresh = observation.confirmingTailLatencyMs else {
+                // A new doubt starts now; a standing one keeps its start until enough follow.
+                removalDoubtedSince = doubtedSince ?? observation.time
+                return Decision(
+                    configuration: next,
+                    reason: "tail \(tailText) just above SLO: confirming on the requests that follow")
+            }
+            guard fresh > observation.sloMs else {
+                return Decision(
+                    configuration: next,
+                    reason:
+                        "tail \(tailText) just above SLO, but \(ClipperAIMDPolicy.ms(fresh)) over the requests "
+                        + "since: a stall, not an overload: hold")
+            }
+        }
+        lastRemoval = (next.instances, tail)
+        next.instances -= 1
+        awaitingHoldReference = true
+        holdAround = nil
+        return Decision(configuration: next, reason: "tail \(tailText) above SLO: remove an instance")
+    }
+
+    /// Below the band: add an instance (the paper's rule) where the profile shows more throughput and
+    /// the capacity model does not predict less load within the SLO; hold near the tail a removal left.
+    private mutating func instancesBelowBand(
+        _ observation: Observation, next: ServingConfiguration, tail: Double
+    ) -> Decision {
+        var next = next
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        if let reference = holdAround, abs(tail - reference) <= Self.holdTolerance * reference {
+            return Decision(configuration: next, reason: "tail \(tailText) below band, holding after a removal")
+        }
+        holdAround = nil
+        guard next.instances < maxInstances else {
+            return Decision(configuration: next, reason: "tail \(tailText) below band at the most instances: hold")
+        }
+        guard Self.instanceAddsThroughput(next.instances + 1, throughputs: profiledThroughput) else {
+            return Decision(
+                configuration: next,
+                reason:
+                    "tail \(tailText) below band, but the profile shows no throughput gain from "
+                    + "\(next.instances + 1) instances: hold")
+        }
+        guard !trustsCapacityPrediction || capacity.instanceAddsSustainableLoad(next.instances + 1) else {
+            return Decision(
+                configuration: next,
+                reason:
+                    "tail \(tailText) below band, but \(next.instances + 1) instances are predicted to sustain "
+                    + "less load within the SLO: hold")
+        }
+        next.instances += 1
+        decideAfter = observation.time + warmupSeconds
+        return Decision(configuration: next, reason: "tail \(tailText) below band: add an instance")
     }
 }

@@ -56,6 +56,23 @@ public struct JointPolicy: ScalingPolicy {
     /// How much more than the arrival rate a batch limit's profiled throughput must offer for the
     /// limit to keep up (a server at 100% utilization queues without bound).
     public static let keepUpHeadroom = 1.1
+    /// How much more throughput (by the profile) another instance count must offer to be added.
+    public static let instanceGainRatio = 1.03
+    /// How much worse than before an instance move the tail must get (and above the SLO) for the
+    /// move to be undone.
+    public static let undoRatio = 1.1
+    /// Decisions in a row above the SLO at batch 1 before an instance move, unless backlogged.
+    public static let confirmationsBeforeInstanceMove = 2
+    /// A tail over this many batch times is made of waiting for batches, not of running them.
+    public static let waitingForBatchesFactor = 2.0
+    /// The batch limit grows by this fraction when requests wait for more than one batch.
+    public static let batchRaiseFraction = 0.25
+    /// A batch time at most this share of the tail: the tail is mostly queueing.
+    public static let queueingShare = 0.5
+    /// The weight of one decision's arrival rate in the smoothed one (about twenty decisions).
+    public static let arrivalSmoothingWeight = 0.05
+    /// Seconds new instances get before the next decision.
+    public let warmupSeconds = PolicyTuning.instanceWarmupSeconds
 
     /// The smallest batch limit up to `upTo` whose profiled throughput at `instances` keeps up with
     /// `rate` (with ``keepUpHeadroom``); nil without a profile or when none does.
@@ -107,14 +124,14 @@ public struct JointPolicy: ScalingPolicy {
         let current = profiledThroughput[instances] ?? 0
         let currentLoad = capacity.sustainableRates[instances] ?? 0
         return ((instances + 1)...maxInstances).first {
-            (profiledThroughput[$0] ?? 0) > 1.03 * current
+            (profiledThroughput[$0] ?? 0) > Self.instanceGainRatio * current
                 && (capacity.sustainableRates[$0] ?? .infinity) >= currentLoad
         }
     }
 
     /// Creates the policy, seeded from the profile in `context`.
     public init(context: PolicyContext) {
-        maxBatch = max(1, min(127, context.maxBatch))
+        maxBatch = max(1, min(PolicyTuning.largestBatch, context.maxBatch))
         maxInstances = max(1, context.maxInstances)
         var caps: [Int: Int] = [:]
         var wideCaps: [Int: Int] = [:]
@@ -158,7 +175,9 @@ public struct JointPolicy: ScalingPolicy {
         guard let best = measured.map(\.throughput).max(), let largest = measured.map(\.batchSize).max() else {
             return nil
         }
-        let saturating = measured.filter { $0.throughput >= 0.97 * best }.map(\.batchSize).min() ?? largest
+        let saturating =
+            measured.filter { $0.throughput >= PolicyTuning.sameThroughputRatio * best }.map(\.batchSize).min()
+            ?? largest
         // Still rising at the largest measured batch (and that batch is not the only one): no
         // evidence that a larger one gains nothing.
         return saturating == largest && measured.count > 1 ? nil : saturating
@@ -174,7 +193,7 @@ public struct JointPolicy: ScalingPolicy {
     /// burst never forms a batch far larger than the last one served.
     private func raisedBatch(from batch: Int, instances: Int) -> Int? {
         guard let wide = wideBatchCaps[instances], batch < wide else { return nil }
-        return min(wide, batch + max(1, batch / 4))
+        return min(wide, batch + max(1, Int(Double(batch) * Self.batchRaiseFraction)))
     }
 
     /// Raises the batch limit to `raised` (from ``raisedBatch(from:instances:)``) and says why; the
@@ -195,6 +214,19 @@ public struct JointPolicy: ScalingPolicy {
         batchCaps[instances] ?? maxBatch
     }
 
+    /// Moves `next` to `count` instances: remembers the count it leaves (an undo goes back to it),
+    /// keeps the batch limit within the new count's cap and restarts the batch search there, and
+    /// gives the new instances ``warmupSeconds`` before the next decision.
+    private mutating func moveInstances(_ next: inout ServingConfiguration, to count: Int, at time: Double) {
+        previousInstances = next.instances
+        next.instances = count
+        next.batchLimit = min(next.batchLimit, batchCap(instances: count))
+        searchLow = 1
+        searchHigh = batchCap(instances: count)
+        decideAfter = time + warmupSeconds
+        mode = .multiTenancy
+    }
+
     static func seed(
         context: PolicyContext, maxBatch: Int, maxInstances: Int, capacity: InstanceCapacityModel
     ) -> ServingConfiguration {
@@ -205,7 +237,7 @@ public struct JointPolicy: ScalingPolicy {
         // The fastest roomy point, or the one with the lowest latency among those within 3% of it.
         let best = roomy.map(\.throughput).max() ?? 0
         let chosen =
-            roomy.filter { $0.throughput >= 0.97 * best }.min {
+            roomy.filter { $0.throughput >= PolicyTuning.sameThroughputRatio * best }.min {
                 $0.latencyMs.atPercentile < $1.latencyMs.atPercentile
             } ?? points.min { $0.latencyMs.atPercentile < $1.latencyMs.atPercentile }
         guard let chosen else { return ServingConfiguration(batchLimit: 1, instances: 1) }
@@ -236,209 +268,18 @@ public struct JointPolicy: ScalingPolicy {
     }
 
     private mutating func step(_ observation: Observation) -> Decision {
-        var next = observation.current
+        let next = observation.current
         guard observation.time >= decideAfter else {
             return Decision(configuration: next, reason: "new instances warming up: hold")
         }
         guard let tail = observation.steeringLatencyMs else {
             return Decision(configuration: next, reason: "no completed requests: hold")
         }
-        let tailText = ClipperAIMDPolicy.ms(tail)
+        remember(observation, tail: tail)
+        if let undo = undoWorseningMove(observation, tail: tail) { return undo }
+        if tail > observation.sloMs { return aboveSLO(observation, tail: tail) }
+        if tail < observation.bandLowMs { return belowBand(observation, tail: tail) }
         let batch = next.batchLimit
-        for (count, until) in retryAfter where observation.time >= until {
-            // Rested long enough: forget what was seen there (the load may have changed since).
-            retryAfter[count] = nil
-            tailByInstances[count] = nil
-        }
-        smoothedArrivalRate =
-            smoothedArrivalRate == 0
-            ? observation.arrivalRate : 0.95 * smoothedArrivalRate + 0.05 * observation.arrivalRate
-        for (count, small) in tooSmallBatch where smoothedArrivalRate < Self.smallBatchReleaseRatio * small.rate {
-            tooSmallBatch[count] = nil  // the load fell: a smaller batch may do again
-        }
-        if let service = observation.serviceTailMs { recentBatchMs = service }
-        let remembered = tailByInstances[next.instances]
-        tailByInstances[next.instances] = remembered.map { ($0 + tail) / 2 } ?? tail
-        consecutiveAboveSLO = tail > observation.sloMs ? consecutiveAboveSLO + 1 : 0
-        if let previous = previousInstances, let before = tailByInstances[previous],
-            tail > observation.sloMs, tail > 1.1 * before
-        {
-            // The last instance move broke the SLO and made the tail worse: undo it. (A tail that
-            // grows but stays within the SLO is the price of the added throughput.)
-            previousInstances = nil
-            retryAfter[next.instances] = observation.time + retryCooldownSeconds
-            next.instances = previous
-            next.batchLimit = min(next.batchLimit, batchCap(instances: previous))
-            searchLow = 1
-            searchHigh = batchCap(instances: previous)
-            decideAfter = observation.time + 3
-            mode = .multiTenancy
-            return Decision(
-                configuration: next,
-                reason: "tail \(tailText) worse than \(ClipperAIMDPolicy.ms(before)) with \(previous) instance(s): back"
-            )
-        }
-        // Requests that waited for more than one batch (the tail over twice the batch time): a
-        // larger limit lets them share a batch instead of queueing behind each other (InceptionV4 on
-        // a GPU at 4.5/s, SLO 139 ms: batch 1 takes 64 ms and serves a p99 above the SLO, batch 2
-        // takes 78 ms and meets it).
-        let waitedForBatches = observation.serviceTailMs.map { tail > 2 * $0 } ?? false
-        if tail > observation.sloMs {
-            if batch > 1, waitedForBatches, let raised = raisedBatch(from: batch, instances: next.instances) {
-                return raiseBatch(
-                    next, to: raised, because: "tail \(tailText) above SLO from waiting for more than one batch")
-            }
-            if batch > 1 {
-                if batch <= searchLow { searchLow = 1 }
-                let halved = max(1, min(batch - 1, (searchLow + batch) / 2))
-                let keepingUp = smallestKeepingUp(
-                    rate: observation.arrivalRate, instances: next.instances, upTo: batch)
-                let floor = tooSmallBatch[next.instances].map { $0.batch + 1 }
-                if let floor, floor >= batch {
-                    return Decision(
-                        configuration: next,
-                        reason:
-                            "tail \(tailText) above SLO, but batch \(floor - 1) had requests waiting for more than "
-                            + "one batch: hold")
-                }
-                if let keepingUp, keepingUp >= batch {
-                    // A smaller batch would not keep up with the load (by the profile): the queue,
-                    // and with it the tail, would only grow (InceptionV3 on a GPU at 46/s: batch 8
-                    // with a tail just over the SLO went to 4, which serves 43/s, and shed).
-                    return Decision(
-                        configuration: next,
-                        reason:
-                            "tail \(tailText) above SLO, but a smaller batch serves less than "
-                            + "the \((observation.arrivalRate * 10).rounded() / 10)/s arriving, by the profile: hold")
-                }
-                searchHigh = batch
-                next.batchLimit = max(halved, keepingUp ?? 1, floor ?? 1)
-                mode = .batching
-                return Decision(
-                    configuration: next, reason: "tail \(tailText) above SLO: batch down to \(next.batchLimit)")
-            }
-            if consecutiveAboveSLO < 2, !observation.isBacklogged {
-                return Decision(
-                    configuration: next,
-                    reason: "tail \(tailText) above SLO at batch 1 once, no backlog: confirm before moving instances")
-            }
-            if let service = observation.serviceTailMs, service <= tail / 2 {
-                // The tail is mostly queueing, not execution (as in DNNScalerPolicy: compared with
-                // the tail, not the SLO, so a batch time near half the SLO does not flip the verdict
-                // from one window to the next): fewer instances would only lengthen the queue.
-                // More help only where the profile shows more throughput (or has not measured it).
-                if let more = gainingInstances(above: next.instances),
-                    (tailByInstances[more] ?? 0) < tail,
-                    mayTry(more, at: observation.time)
-                {
-                    let added = Self.describeAddition(from: next.instances, to: more)
-                    previousInstances = next.instances
-                    next.instances = more
-                    decideAfter = observation.time + 3
-                    searchLow = 1
-                    searchHigh = batchCap(instances: more)
-                    mode = .multiTenancy
-                    return Decision(
-                        configuration: next,
-                        reason:
-                            "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))): "
-                            + added)
-                }
-                if waitedForBatches, let raised = raisedBatch(from: batch, instances: next.instances) {
-                    return raiseBatch(
-                        next, to: raised,
-                        because:
-                            "tail \(tailText) above SLO from waiting for more than one batch, no instance count adds throughput"
-                    )
-                }
-                return Decision(
-                    configuration: next,
-                    reason: "tail \(tailText) above SLO from queueing (batch time \(ClipperAIMDPolicy.ms(service))), "
-                        + "no instance count adds throughput: hold")
-            }
-            if next.instances > 1, (tailByInstances[next.instances - 1] ?? 0) < tail,
-                mayTry(next.instances - 1, at: observation.time)
-            {
-                previousInstances = next.instances
-                next.instances -= 1
-                decideAfter = observation.time + 3
-                searchLow = 1
-                searchHigh = batchCap(instances: next.instances)
-                mode = .multiTenancy
-                return Decision(
-                    configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
-            }
-            if let more = gainingInstances(above: next.instances), (tailByInstances[more] ?? 0) < tail,
-                mayTry(more, at: observation.time)
-            {
-                // Fewer instances cannot help (or measured no better); the profile, measured in
-                // isolation, may misjudge the split of the cores once the network threads compete for
-                // them: try one more instance (each with fewer intra-op threads). The memory undoes the
-                // move if the tail gets worse, and it is not tried again while remembered worse.
-                let added = more == next.instances + 1 ? "try one more instance" : "try \(more) instances"
-                previousInstances = next.instances
-                next.instances = more
-                decideAfter = observation.time + 3
-                searchLow = 1
-                searchHigh = batchCap(instances: next.instances)
-                next.batchLimit = 1
-                mode = .multiTenancy
-                return Decision(
-                    configuration: next,
-                    reason: "tail \(tailText) above SLO at batch 1, fewer instances no better: \(added)")
-            }
-            return Decision(
-                configuration: next,
-                reason: "tail \(tailText) above SLO at batch 1; other instance counts measured no better: hold")
-        }
-        if tail < observation.bandLowMs {
-            // Not backlogged: every request is served as it comes; a larger batch limit would only
-            // let a burst form a slower batch. Keep batches small, latency low, headroom for bursts.
-            guard observation.isBacklogged else {
-                return Decision(configuration: next, reason: "tail \(tailText) below band, not backlogged: hold")
-            }
-            let cap = batchCap(instances: next.instances)
-            if batch >= searchHigh { searchHigh = cap }
-            if batch < searchHigh {
-                searchLow = batch
-                next.batchLimit = (batch + searchHigh + 1) / 2
-                mode = .batching
-                return Decision(
-                    configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
-            }
-            // Only where the profile shows more throughput with one more instance: resnet50 on 2
-            // cores measures none, and each try of a second instance broke the SLO while it lasted.
-            let addable = gainingInstances(above: next.instances).flatMap { more in
-                (tailByInstances[more] ?? 0) <= observation.sloMs && mayTry(more, at: observation.time) ? more : nil
-            }
-            if addable == nil, let wide = wideBatchCaps[next.instances], wide > cap {
-                // Nothing else can add throughput and the tail leaves room: let batches take up to
-                // the whole SLO (the bisection backs off if the tail leaves the band).
-                batchCaps[next.instances] = wide
-                searchLow = batch
-                searchHigh = wide
-                next.batchLimit = (batch + wide + 1) / 2
-                mode = .batching
-                return Decision(
-                    configuration: next,
-                    reason:
-                        "tail \(tailText) below band at the half-SLO batch, backlogged: batch up to \(next.batchLimit)")
-            }
-            if observation.isBacklogged, let more = addable {
-                let added = Self.describeAddition(from: next.instances, to: more)
-                previousInstances = next.instances
-                next.instances = more
-                next.batchLimit = min(next.batchLimit, batchCap(instances: next.instances))
-                searchLow = 1
-                searchHigh = batchCap(instances: next.instances)
-                decideAfter = observation.time + 3
-                mode = .multiTenancy
-                return Decision(
-                    configuration: next,
-                    reason: "tail \(tailText) below band at the largest batch, backlogged: \(added)")
-            }
-            return Decision(configuration: next, reason: "tail \(tailText) below band at the largest batch: hold")
-        }
         if observation.isBacklogged, let served = observation.tailLatencyMs, served > observation.sloMs,
             let raised = raisedBatch(from: batch, instances: next.instances)
         {
@@ -451,6 +292,201 @@ public struct JointPolicy: ScalingPolicy {
                     "tail \(ClipperAIMDPolicy.ms(served)) above SLO from queueing with the batch time in band, backlogged"
             )
         }
-        return Decision(configuration: next, reason: "tail \(tailText) in band: hold")
+        return Decision(configuration: next, reason: "tail \(ClipperAIMDPolicy.ms(tail)) in band: hold")
+    }
+
+    /// Updates what the policy remembers from one observation: rested counts, the smoothed load,
+    /// the batch time, the tail per instance count and the run of decisions above the SLO.
+    private mutating func remember(_ observation: Observation, tail: Double) {
+        for (count, until) in retryAfter where observation.time >= until {
+            // Rested long enough: forget what was seen there (the load may have changed since).
+            retryAfter[count] = nil
+            tailByInstances[count] = nil
+        }
+        smoothedArrivalRate =
+            smoothedArrivalRate == 0
+            ? observation.arrivalRate
+            : smoothedArrivalRate + Self.arrivalSmoothingWeight * (observation.arrivalRate - smoothedArrivalRate)
+        for (count, small) in tooSmallBatch where smoothedArrivalRate < Self.smallBatchReleaseRatio * small.rate {
+            tooSmallBatch[count] = nil  // the load fell: a smaller batch may do again
+        }
+        if let service = observation.serviceTailMs { recentBatchMs = service }
+        let instances = observation.current.instances
+        tailByInstances[instances] = tailByInstances[instances].map { ($0 + tail) / 2 } ?? tail
+        consecutiveAboveSLO = tail > observation.sloMs ? consecutiveAboveSLO + 1 : 0
+    }
+
+    /// Undoes the last instance move when it broke the SLO and made the tail worse (a tail that
+    /// grows but stays within the SLO is the price of the added throughput); the count it leaves
+    /// rests for ``retryCooldownSeconds``.
+    private mutating func undoWorseningMove(_ observation: Observation, tail: Double) -> Decision? {
+        var next = observation.current
+        guard let previous = previousInstances, let before = tailByInstances[previous],
+            tail > observation.sloMs, tail > Self.undoRatio * before
+        else { return nil }
+        retryAfter[next.instances] = observation.time + retryCooldownSeconds
+        moveInstances(&next, to: previous, at: observation.time)
+        previousInstances = nil
+        return Decision(
+            configuration: next,
+            reason:
+                "tail \(ClipperAIMDPolicy.ms(tail)) worse than \(ClipperAIMDPolicy.ms(before)) with \(previous) instance(s): back"
+        )
+    }
+
+    /// The tail is above the SLO: a larger batch when requests wait for batches, else a smaller
+    /// one; at batch 1, another instance count.
+    private mutating func aboveSLO(_ observation: Observation, tail: Double) -> Decision {
+        var next = observation.current
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        let batch = next.batchLimit
+        guard batch > 1 else { return aboveSLOAtBatchOne(observation, tail: tail) }
+        // Requests that waited for more than one batch (the tail over twice the batch time): a
+        // larger limit lets them share a batch instead of queueing behind each other (InceptionV4 on
+        // a GPU at 4.5/s, SLO 139 ms: batch 1 takes 64 ms and serves a p99 above the SLO, batch 2
+        // takes 78 ms and meets it).
+        if waitedForBatches(observation, tail: tail), let raised = raisedBatch(from: batch, instances: next.instances) {
+            return raiseBatch(
+                next, to: raised, because: "tail \(tailText) above SLO from waiting for more than one batch")
+        }
+        if batch <= searchLow { searchLow = 1 }
+        let halved = max(1, min(batch - 1, (searchLow + batch) / 2))
+        let keepingUp = smallestKeepingUp(rate: observation.arrivalRate, instances: next.instances, upTo: batch)
+        let floor = tooSmallBatch[next.instances].map { $0.batch + 1 }
+        if let floor, floor >= batch {
+            return Decision(
+                configuration: next,
+                reason:
+                    "tail \(tailText) above SLO, but batch \(floor - 1) had requests waiting for more than "
+                    + "one batch: hold")
+        }
+        if let keepingUp, keepingUp >= batch {
+            // A smaller batch would not keep up with the load (by the profile): the queue, and with
+            // it the tail, would only grow (InceptionV3 on a GPU at 46/s: batch 8 with a tail just
+            // over the SLO went to 4, which serves 43/s, and shed).
+            return Decision(
+                configuration: next,
+                reason:
+                    "tail \(tailText) above SLO, but a smaller batch serves less than "
+                    + "the \((observation.arrivalRate * 10).rounded() / 10)/s arriving, by the profile: hold")
+        }
+        searchHigh = batch
+        next.batchLimit = max(halved, keepingUp ?? 1, floor ?? 1)
+        mode = .batching
+        return Decision(configuration: next, reason: "tail \(tailText) above SLO: batch down to \(next.batchLimit)")
+    }
+
+    /// Whether the tail is made of waiting for more than one batch rather than of running one.
+    private func waitedForBatches(_ observation: Observation, tail: Double) -> Bool {
+        observation.serviceTailMs.map { tail > Self.waitingForBatchesFactor * $0 } ?? false
+    }
+
+    /// Above the SLO at batch 1: more instances when the tail is queueing, fewer when it is
+    /// execution, one more when fewer measured no better; a move needs two windows in a row unless
+    /// requests queue or are shed.
+    private mutating func aboveSLOAtBatchOne(_ observation: Observation, tail: Double) -> Decision {
+        var next = observation.current
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        if consecutiveAboveSLO < Self.confirmationsBeforeInstanceMove, !observation.isBacklogged {
+            return Decision(
+                configuration: next,
+                reason: "tail \(tailText) above SLO at batch 1 once, no backlog: confirm before moving instances")
+        }
+        if let service = observation.serviceTailMs, service <= Self.queueingShare * tail {
+            // The tail is mostly queueing, not execution (as in DNNScalerPolicy: compared with the
+            // tail, not the SLO, so a batch time near half the SLO does not flip the verdict from one
+            // window to the next): fewer instances would only lengthen the queue. More help only
+            // where the profile shows more throughput (or has not measured it).
+            let serviceText = ClipperAIMDPolicy.ms(service)
+            if let more = gainingInstances(above: next.instances), (tailByInstances[more] ?? 0) < tail,
+                mayTry(more, at: observation.time)
+            {
+                let added = Self.describeAddition(from: next.instances, to: more)
+                moveInstances(&next, to: more, at: observation.time)
+                return Decision(
+                    configuration: next,
+                    reason: "tail \(tailText) above SLO from queueing (batch time \(serviceText)): \(added)")
+            }
+            if waitedForBatches(observation, tail: tail),
+                let raised = raisedBatch(from: next.batchLimit, instances: next.instances)
+            {
+                return raiseBatch(
+                    next, to: raised,
+                    because:
+                        "tail \(tailText) above SLO from waiting for more than one batch, no instance count adds throughput"
+                )
+            }
+            return Decision(
+                configuration: next,
+                reason: "tail \(tailText) above SLO from queueing (batch time \(serviceText)), "
+                    + "no instance count adds throughput: hold")
+        }
+        if next.instances > 1, (tailByInstances[next.instances - 1] ?? 0) < tail,
+            mayTry(next.instances - 1, at: observation.time)
+        {
+            moveInstances(&next, to: next.instances - 1, at: observation.time)
+            return Decision(configuration: next, reason: "tail \(tailText) above SLO at batch 1: remove an instance")
+        }
+        if let more = gainingInstances(above: next.instances), (tailByInstances[more] ?? 0) < tail,
+            mayTry(more, at: observation.time)
+        {
+            // Fewer instances cannot help (or measured no better); the profile, measured in
+            // isolation, may misjudge the split of the cores once the network threads compete for
+            // them: try one more instance (each with fewer intra-op threads). The memory undoes the
+            // move if the tail gets worse, and it is not tried again while remembered worse.
+            let added = more == next.instances + 1 ? "try one more instance" : "try \(more) instances"
+            moveInstances(&next, to: more, at: observation.time)
+            return Decision(
+                configuration: next,
+                reason: "tail \(tailText) above SLO at batch 1, fewer instances no better: \(added)")
+        }
+        return Decision(
+            configuration: next,
+            reason: "tail \(tailText) above SLO at batch 1; other instance counts measured no better: hold")
+    }
+
+    /// Below the band: hold unless backlogged; then a larger batch up to the cap, the whole SLO's
+    /// batch when nothing else adds throughput, or another instance where the profile shows more.
+    private mutating func belowBand(_ observation: Observation, tail: Double) -> Decision {
+        var next = observation.current
+        let tailText = ClipperAIMDPolicy.ms(tail)
+        let batch = next.batchLimit
+        // Not backlogged: every request is served as it comes; a larger batch limit would only let a
+        // burst form a slower batch. Keep batches small, latency low, headroom for bursts.
+        guard observation.isBacklogged else {
+            return Decision(configuration: next, reason: "tail \(tailText) below band, not backlogged: hold")
+        }
+        let cap = batchCap(instances: next.instances)
+        if batch >= searchHigh { searchHigh = cap }
+        if batch < searchHigh {
+            searchLow = batch
+            next.batchLimit = (batch + searchHigh + 1) / 2
+            mode = .batching
+            return Decision(configuration: next, reason: "tail \(tailText) below band: batch up to \(next.batchLimit)")
+        }
+        // Only where the profile shows more throughput with one more instance: resnet50 on 2 cores
+        // measures none, and each try of a second instance broke the SLO while it lasted.
+        let addable = gainingInstances(above: next.instances).flatMap { more in
+            (tailByInstances[more] ?? 0) <= observation.sloMs && mayTry(more, at: observation.time) ? more : nil
+        }
+        if addable == nil, let wide = wideBatchCaps[next.instances], wide > cap {
+            // Nothing else can add throughput and the tail leaves room: let batches take up to the
+            // whole SLO (the bisection backs off if the tail leaves the band).
+            batchCaps[next.instances] = wide
+            searchLow = batch
+            searchHigh = wide
+            next.batchLimit = (batch + wide + 1) / 2
+            mode = .batching
+            return Decision(
+                configuration: next,
+                reason: "tail \(tailText) below band at the half-SLO batch, backlogged: batch up to \(next.batchLimit)")
+        }
+        if let more = addable {
+            let added = Self.describeAddition(from: next.instances, to: more)
+            moveInstances(&next, to: more, at: observation.time)
+            return Decision(
+                configuration: next, reason: "tail \(tailText) below band at the largest batch, backlogged: \(added)")
+        }
+        return Decision(configuration: next, reason: "tail \(tailText) below band at the largest batch: hold")
     }
 }

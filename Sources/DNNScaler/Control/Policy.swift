@@ -70,8 +70,8 @@ public struct Observation: Sendable, Equatable {
                 percentile, since: confirmationSince, now: time, minimumSamples: minimumSamples))
     }
 
-    /// The band the tail latency should sit in: [0.85 x SLO, SLO].
-    public var bandLowMs: Double { 0.85 * sloMs }
+    /// The band the tail latency should sit in: [``PolicyTuning/bandLowFraction`` x SLO, SLO].
+    public var bandLowMs: Double { PolicyTuning.bandLowFraction * sloMs }
 
     /// Whether requests are waiting or being refused: the load is at or above capacity.
     public var isBacklogged: Bool { shed > 0 || queueLength > current.instances * current.batchLimit }
@@ -173,4 +173,17 @@ public enum PolicyFactory {
         case .static: StaticPolicy(configuration: fixed ?? ServingConfiguration(batchLimit: 1, instances: 1))
         }
     }
+}
+
+/// Tuning constants the policies share.
+public enum PolicyTuning {
+    /// The lower edge of the band the tail should sit in, as a fraction of the SLO (the paper's 0.85).
+    public static let bandLowFraction = 0.85
+    /// The largest batch limit any policy searches (the paper's 127).
+    public static let largestBatch = 127
+    /// Seconds new instances get (loading, warming up) before the next decision is taken.
+    public static let instanceWarmupSeconds = 3.0
+    /// Throughputs within this ratio of the best count as equal: past the smallest batch that
+    /// reaches it, a larger one only adds latency.
+    public static let sameThroughputRatio = 0.97
 }

@@ -144,7 +144,7 @@ public struct Simulator {
         self.capacity = capacity
     }
 
-    private enum EventKind: Comparable {
+    fileprivate enum EventKind: Comparable {
         /// The batch of the instance with this id is done (ids are stable; array indices are not).
         case completion(instance: Int)
         case arrival(client: Int)
@@ -155,7 +155,7 @@ public struct Simulator {
         case series
     }
 
-    private struct Event: Comparable {
+    fileprivate struct Event: Comparable {
         var time: Double
         var sequence: Int
         var kind: EventKind
@@ -170,15 +170,15 @@ public struct Simulator {
     }
 
     /// Who sent a request: its closed-loop client (-1: open loop) and its place in the send order.
-    private struct Sender {
+    fileprivate struct Sender {
         var client: Int
         var index: Int
     }
 
     /// A queued request.
-    private typealias Request = QueuedRequest<Sender>
+    fileprivate typealias Request = QueuedRequest<Sender>
 
-    private struct Instance {
+    fileprivate struct Instance {
         var id: Int
         var busy: Bool
         var retiring: Bool
@@ -188,108 +188,161 @@ public struct Simulator {
 
     /// Runs the simulation to the end. Deterministic for a seed.
     public mutating func run() -> SimulationResult {
-        var generator = SplitMix64(seed: settings.seed)
+        var run = Run(simulator: self)
+        while let event = run.events.popMin() { run.handle(event) }
+        policy = run.policy
+        capacity = run.capacity
+        return run.result()
+    }
+}
+
+extension Simulator {
+    /// One run's state: the event queue, the instances around the shared ``SchedulingCore``, the
+    /// policy's bookkeeping and what is measured. Times are ms of virtual time.
+    fileprivate struct Run {
+        let settings: SimulationSettings
+        let serviceTimes: ServiceTimeModel
+        var policy: any ScalingPolicy
+        var capacity: CapacityEstimate?
         var events = Heap<Event>()
-        var sequence = 0
-        func schedule(_ time: Double, _ kind: EventKind) {
+        private var sequence = 0
+        private var generator: SplitMix64
+        private var configuration: ServingConfiguration
+        private var activeInstances: Int
+        private var nextInstanceID = 0
+        private var instances: [Instance] = []
+        private var pendingInstances: Int?
+        private var core: SchedulingCore<Sender>
+        private var fillScheduledAt: Double?
+        private var outcomes: [RequestOutcome] = []
+        private var batchesStarted = 0
+        private let requestCount: Int
+        private var sent = 0
+        private var completed = 0
+        private var shed = 0
+        private var changes = 0
+        private var latencies: [Double] = []
+        private var queueTimeTotal = 0.0
+        private var withinSLO = 0
+        private let measureFrom: Double
+        private var measuredSent = 0
+        private var measuredCompleted = 0
+        private var window = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
+        private var serviceWindow = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
+        private var lastDecision = 0.0
+        private var lastChange = 0.0
+        private let minimumTailSamples: Int
+        private var arrivalsSinceDecision = 0
+        private var shedSinceDecision = 0
+        private var series: [SimulationSeriesPoint] = []
+        private var intervalLatencies: [Double] = []
+        private var intervalShed = 0
+        private var lastCompletion = 0.0
+        /// Cumulative counters in the runtime's form, for the capacity estimate.
+        private var statistics = ModelStatistics()
+
+        init(simulator: Simulator) {
+            settings = simulator.settings
+            serviceTimes = simulator.serviceTimes
+            policy = simulator.policy
+            capacity = simulator.capacity
+            generator = SplitMix64(seed: settings.seed)
+            configuration = policy.initialConfiguration
+            activeInstances = max(1, configuration.instances)
+            core = SchedulingCore(
+                settings: RuntimeSettings(
+                    maxQueueSize: settings.maxQueueSize, maxBatchSize: .max, cores: 1, sloMs: settings.sloMs,
+                    admissionControl: settings.admissionControl),
+                configuration: configuration, supportsBatching: true)
+            measureFrom = settings.measurementStartSeconds * 1000
+            minimumTailSamples = LatencyWindow.minimumSamples(forPercentile: settings.percentile)
+            if case .trace(let times) = settings.arrivals {
+                requestCount = min(settings.requests, times.count)
+            } else {
+                requestCount = settings.requests
+            }
+            latencies.reserveCapacity(requestCount)
+            if settings.recordsOutcomes { outcomes = Array(repeating: .refused, count: requestCount) }
+            instances = makeInstances(activeInstances)
+            syncCore()
+            switch settings.arrivals {
+            case .closedLoop(let clients):
+                for client in 0..<max(1, clients) { schedule(0, .arrival(client: client)) }
+            case .trace(let times):
+                if let first = times.first { schedule(first, .arrival(client: -1)) }
+            case .poisson, .constant:
+                scheduleNextArrival(after: 0)
+            }
+            schedule(policy.period * 1000, .control)
+            schedule(settings.seriesInterval * 1000, .series)
+        }
+
+        mutating func handle(_ event: Event) {
+            let now = event.time
+            switch event.kind {
+            case .arrival(let client): arrive(client: client, at: now)
+            case .completion(let id): complete(instance: id, at: now)
+            case .switchInstances: switchInstances(at: now)
+            case .fill:
+                fillScheduledAt = nil
+                startBatches(at: now)
+            case .control: control(at: now)
+            case .series: recordSeriesPoint(at: now)
+            }
+        }
+
+        private mutating func schedule(_ time: Double, _ kind: EventKind) {
             events.insert(Event(time: time, sequence: sequence, kind: kind))
             sequence += 1
         }
 
-        var configuration = policy.initialConfiguration
-        var activeInstances = max(1, configuration.instances)
-        var nextInstanceID = 0
-        func makeInstances(_ count: Int) -> [Instance] {
+        private mutating func makeInstances(_ count: Int) -> [Instance] {
             defer { nextInstanceID += count }
             return (0..<count).map {
                 Instance(id: nextInstanceID + $0, busy: false, retiring: false, batch: [], batchStart: 0)
             }
         }
-        var instances = makeInstances(activeInstances)
-        var pendingInstances: Int?
-        var core = SchedulingCore<Sender>(
-            settings: RuntimeSettings(
-                maxQueueSize: settings.maxQueueSize, maxBatchSize: .max, cores: 1, sloMs: settings.sloMs,
-                admissionControl: settings.admissionControl),
-            configuration: configuration, supportsBatching: true)
+
         /// Gives the core the batch limit in force and the instances taking work now.
-        func syncCore() {
+        private mutating func syncCore() {
             var served = configuration
             served.instances = activeInstances
             core.configuration = served
         }
-        syncCore()
-        var fillScheduledAt: Double?
-        var outcomes: [RequestOutcome] = []
-        var batchesStarted = 0
-        func record(_ outcome: RequestOutcome, of request: Request) {
+
+        private mutating func record(_ outcome: RequestOutcome, of request: Request) {
             guard settings.recordsOutcomes else { return }
             outcomes[request.item.index] = outcome
         }
-        var sent = 0
-        var completed = 0
-        var shed = 0
-        var changes = 0
-        var latencies: [Double] = []
-        latencies.reserveCapacity(settings.requests)
-        var queueTimeTotal = 0.0
-        var withinSLO = 0
-        let measureFrom = settings.measurementStartSeconds * 1000
-        var measuredSent = 0
-        var measuredCompleted = 0
-        var window = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
-        var serviceWindow = LatencyWindow(horizonSeconds: 30, capacity: 200_000)
-        var lastDecision = 0.0
-        var lastChange = 0.0
-        let minimumTailSamples = LatencyWindow.minimumSamples(forPercentile: settings.percentile)
-        var arrivalsSinceDecision = 0
-        var shedSinceDecision = 0
-        var series: [SimulationSeriesPoint] = []
-        var intervalLatencies: [Double] = []
-        var intervalShed = 0
-        var lastCompletion = 0.0
-        // Cumulative counters in the runtime's form, for the capacity estimate.
-        var statistics = ModelStatistics()
-        func nanoseconds(_ ms: Double) -> UInt64 { UInt64(max(0, ms * 1e6)) }
-
-        func interArrivalMs(_ rate: Double, poisson: Bool) -> Double {
-            guard rate > 0 else { return .infinity }
-            if !poisson { return 1000 / rate }
-            let uniform = (Double(generator.next() >> 11) + 0.5) / Double(1 << 53)
-            return -log(uniform) * 1000 / rate
-        }
-
-        switch settings.arrivals {
-        case .poisson(let rate): schedule(interArrivalMs(rate, poisson: true), .arrival(client: -1))
-        case .constant(let rate): schedule(interArrivalMs(rate, poisson: false), .arrival(client: -1))
-        case .closedLoop(let clients):
-            for client in 0..<max(1, clients) { schedule(0, .arrival(client: client)) }
-        case .trace(let times):
-            if let first = times.first { schedule(first, .arrival(client: -1)) }
-        }
-        let requestCount: Int
-        if case .trace(let times) = settings.arrivals {
-            requestCount = min(settings.requests, times.count)
-        } else {
-            requestCount = settings.requests
-        }
-        if settings.recordsOutcomes { outcomes = Array(repeating: .refused, count: requestCount) }
-        schedule(policy.period * 1000, .control)
-        schedule(settings.seriesInterval * 1000, .series)
 
         /// Requests still to send, queued or running: periodic events keep coming until none are.
-        func workRemains() -> Bool {
+        private func workRemains() -> Bool {
             sent < requestCount || !core.queue.isEmpty || instances.contains(where: \.busy)
         }
 
-        func countShed(_ request: Request, at now: Double) {
+        private mutating func scheduleNextArrival(after now: Double) {
+            func gapMs(_ rate: Double, poisson: Bool) -> Double {
+                guard rate > 0 else { return .infinity }
+                if !poisson { return 1000 / rate }
+                let uniform = (Double(generator.next() >> 11) + 0.5) / Double(1 << 53)
+                return -log(uniform) * 1000 / rate
+            }
+            switch settings.arrivals {
+            case .poisson(let rate): schedule(now + gapMs(rate, poisson: true), .arrival(client: -1))
+            case .constant(let rate): schedule(now + gapMs(rate, poisson: false), .arrival(client: -1))
+            case .trace(let times): if sent < times.count { schedule(times[sent], .arrival(client: -1)) }
+            case .closedLoop: break
+            }
+        }
+
+        private mutating func countShed(_ request: Request, at now: Double) {
             shed += 1
             intervalShed += 1
             shedSinceDecision += 1
             if request.item.client >= 0 { schedule(now + 1, .arrival(client: request.item.client)) }
         }
 
-        func startBatches(at now: Double) {
+        private mutating func startBatches(at now: Double) {
             var dropped: [(request: Request, error: SchedulingError)] = []
             for index in instances.indices where !instances[index].busy && !instances[index].retiring {
                 let dispatch = core.nextBatch(nowMs: now, dropped: &dropped)
@@ -320,145 +373,138 @@ public struct Simulator {
             }
         }
 
-        while let event = events.popMin() {
-            let now = event.time
-            switch event.kind {
-            case .arrival(let client):
-                guard sent < requestCount else { continue }
-                sent += 1
-                if now >= measureFrom { measuredSent += 1 }
-                arrivalsSinceDecision += 1
-                statistics.arrivals += 1
-                let request = Request(
-                    item: Sender(client: client, index: sent - 1), samples: 1, arrivalMs: now, enqueuedMs: now,
-                    budgetMs: settings.sloMs,
-                    limitMs: core.sloLimitMs)
-                if core.offer(request, nowMs: now) != nil {
-                    countShed(request, at: now)
-                    record(.refused, of: request)
-                } else {
-                    startBatches(at: now)
-                }
-                switch settings.arrivals {
-                case .poisson(let rate): schedule(now + interArrivalMs(rate, poisson: true), .arrival(client: -1))
-                case .constant(let rate): schedule(now + interArrivalMs(rate, poisson: false), .arrival(client: -1))
-                case .trace(let times): if sent < times.count { schedule(times[sent], .arrival(client: -1)) }
-                case .closedLoop: break
-                }
-            case .completion(let id):
-                guard let index = instances.firstIndex(where: { $0.id == id }) else { continue }
-                let batch = instances[index].batch
-                let service = now - instances[index].batchStart
-                serviceWindow.record(time: now / 1000, latencyMs: service)
-                let samples = batch.reduce(0) { $0 + $1.samples }
-                statistics.batches[samples, default: DurationStatistic()].add(nanoseconds(service))
-                core.recordBatch(samples: samples, ms: service)
-                for request in batch {
-                    let latency = now - request.arrivalMs
-                    statistics.success.add(nanoseconds(latency))
-                    statistics.queue.add(nanoseconds(instances[index].batchStart - request.enqueuedMs))
-                    statistics.computeInfer.add(nanoseconds(service))
-                    intervalLatencies.append(latency)
-                    window.record(time: now / 1000, latencyMs: latency)
-                    completed += 1
-                    if request.arrivalMs >= measureFrom {
-                        latencies.append(latency)
-                        queueTimeTotal += instances[index].batchStart - request.enqueuedMs
-                        if latency <= settings.sloMs { withinSLO += 1 }
-                        measuredCompleted += 1
-                    }
-                    if request.item.client >= 0 { schedule(now, .arrival(client: request.item.client)) }
-                }
-                lastCompletion = now
-                instances[index].busy = false
-                instances[index].batch = []
-                if instances[index].retiring { instances.remove(at: index) }
+        private mutating func arrive(client: Int, at now: Double) {
+            guard sent < requestCount else { return }
+            sent += 1
+            if now >= measureFrom { measuredSent += 1 }
+            arrivalsSinceDecision += 1
+            statistics.arrivals += 1
+            let request = Request(
+                item: Sender(client: client, index: sent - 1), samples: 1, arrivalMs: now, enqueuedMs: now,
+                budgetMs: settings.sloMs, limitMs: core.sloLimitMs)
+            if core.offer(request, nowMs: now) != nil {
+                countShed(request, at: now)
+                record(.refused, of: request)
+            } else {
                 startBatches(at: now)
-            case .switchInstances:
-                guard let count = pendingInstances else { continue }
-                pendingInstances = nil
-                for index in instances.indices { instances[index].retiring = true }
-                instances.removeAll { !$0.busy }
-                // Busy old instances finish their batch; the new ones start now.
-                instances += makeInstances(count)
-                activeInstances = count
-                syncCore()
-                startBatches(at: now)
-            case .fill:
-                fillScheduledAt = nil
-                startBatches(at: now)
-            case .control:
-                let time = now / 1000
-                guard window.hasSettled(since: lastChange, now: time, minimumSamples: minimumTailSamples) else {
-                    // As the server's controller: no decision before the last change can be judged.
-                    if workRemains() {
-                        schedule(now + Self.settleCheckMs, .control)
-                    }
-                    continue
-                }
-                let observation = Observation.measured(
-                    time: time, periodStart: lastDecision, lastChange: lastChange, percentile: settings.percentile,
-                    latencyWindow: window, serviceWindow: serviceWindow, arrivals: arrivalsSinceDecision,
-                    shed: shedSinceDecision, queueLength: core.queue.count, sloMs: settings.sloMs,
-                    current: configuration, confirmationSince: policy.confirmationSince)
-                lastDecision = time
-                arrivalsSinceDecision = 0
-                shedSinceDecision = 0
-                let decision = policy.decide(observation)
-                var next = decision.configuration
-                next.instances = max(1, next.instances)
-                next.batchLimit = max(1, next.batchLimit)
-                if next != configuration {
-                    changes += 1
-                    // A new batch limit takes over at once; a new instance count after its warm-up.
-                    lastChange = time
-                    if next.instances != configuration.instances {
-                        lastChange = time + settings.instanceWarmupSeconds
-                        pendingInstances = next.instances
-                        schedule(now + settings.instanceWarmupSeconds * 1000, .switchInstances)
-                    }
-                    configuration = next
-                    syncCore()
-                    startBatches(at: now)
-                }
-                if workRemains() {
-                    schedule(now + policy.period * 1000, .control)
-                }
-            case .series:
-                intervalLatencies.sort()
-                capacity?.update(
-                    time: now / 1000, statistics: statistics, instances: activeInstances, serviceWindow: serviceWindow)
-                series.append(
-                    SimulationSeriesPoint(
-                        time: now / 1000, throughput: Double(intervalLatencies.count) / settings.seriesInterval,
-                        tailLatencyMs: LatencySummary.percentile(settings.percentile, ofSorted: intervalLatencies),
-                        batchLimit: configuration.batchLimit, instances: activeInstances, shed: intervalShed,
-                        capacityUsed: capacity?.used))
-                intervalLatencies.removeAll(keepingCapacity: true)
-                intervalShed = 0
-                if workRemains() {
-                    schedule(now + settings.seriesInterval * 1000, .series)
-                }
             }
+            scheduleNextArrival(after: now)
         }
 
-        latencies.sort()
-        let duration = max(1e-9, lastCompletion / 1000)
-        let measuredDuration = max(1e-9, (lastCompletion - min(measureFrom, lastCompletion)) / 1000)
-        let summary = LatencySummary(
-            mean: latencies.isEmpty ? 0 : latencies.reduce(0, +) / Double(latencies.count),
-            p50: LatencySummary.percentile(50, ofSorted: latencies),
-            p95: LatencySummary.percentile(95, ofSorted: latencies),
-            p99: LatencySummary.percentile(99, ofSorted: latencies),
-            atPercentile: LatencySummary.percentile(settings.percentile, ofSorted: latencies))
-        return SimulationResult(
-            policy: policy.name, completed: completed, shed: shed, durationSeconds: duration,
-            throughput: Double(measuredCompleted) / measuredDuration, latencyMs: summary,
-            p90Ms: LatencySummary.percentile(90, ofSorted: latencies),
-            p999Ms: LatencySummary.percentile(99.9, ofSorted: latencies), meanMs: summary.mean,
-            meanQueueMs: measuredCompleted > 0 ? queueTimeTotal / Double(measuredCompleted) : 0,
-            sloAttainment: measuredSent > 0 ? Double(withinSLO) / Double(measuredSent) : 0, series: series,
-            finalConfiguration: configuration, configurationChanges: changes, measuredRequests: measuredSent,
-            measuredCompleted: measuredCompleted, outcomes: outcomes)
+        private mutating func complete(instance id: Int, at now: Double) {
+            guard let index = instances.firstIndex(where: { $0.id == id }) else { return }
+            func nanoseconds(_ ms: Double) -> UInt64 { UInt64(max(0, ms * 1e6)) }
+            let batch = instances[index].batch
+            let batchStart = instances[index].batchStart
+            let service = now - batchStart
+            serviceWindow.record(time: now / 1000, latencyMs: service)
+            let samples = batch.reduce(0) { $0 + $1.samples }
+            statistics.batches[samples, default: DurationStatistic()].add(nanoseconds(service))
+            core.recordBatch(samples: samples, ms: service)
+            for request in batch {
+                let latency = now - request.arrivalMs
+                statistics.success.add(nanoseconds(latency))
+                statistics.queue.add(nanoseconds(batchStart - request.enqueuedMs))
+                statistics.computeInfer.add(nanoseconds(service))
+                intervalLatencies.append(latency)
+                window.record(time: now / 1000, latencyMs: latency)
+                completed += 1
+                if request.arrivalMs >= measureFrom {
+                    latencies.append(latency)
+                    queueTimeTotal += batchStart - request.enqueuedMs
+                    if latency <= settings.sloMs { withinSLO += 1 }
+                    measuredCompleted += 1
+                }
+                if request.item.client >= 0 { schedule(now, .arrival(client: request.item.client)) }
+            }
+            lastCompletion = now
+            instances[index].busy = false
+            instances[index].batch = []
+            if instances[index].retiring { instances.remove(at: index) }
+            startBatches(at: now)
+        }
+
+        private mutating func switchInstances(at now: Double) {
+            guard let count = pendingInstances else { return }
+            pendingInstances = nil
+            for index in instances.indices { instances[index].retiring = true }
+            instances.removeAll { !$0.busy }
+            // Busy old instances finish their batch; the new ones start now.
+            instances += makeInstances(count)
+            activeInstances = count
+            syncCore()
+            startBatches(at: now)
+        }
+
+        private mutating func control(at now: Double) {
+            let time = now / 1000
+            guard window.hasSettled(since: lastChange, now: time, minimumSamples: minimumTailSamples) else {
+                // As the server's controller: no decision before the last change can be judged.
+                if workRemains() { schedule(now + Simulator.settleCheckMs, .control) }
+                return
+            }
+            let observation = Observation.measured(
+                time: time, periodStart: lastDecision, lastChange: lastChange, percentile: settings.percentile,
+                latencyWindow: window, serviceWindow: serviceWindow, arrivals: arrivalsSinceDecision,
+                shed: shedSinceDecision, queueLength: core.queue.count, sloMs: settings.sloMs,
+                current: configuration, confirmationSince: policy.confirmationSince)
+            lastDecision = time
+            arrivalsSinceDecision = 0
+            shedSinceDecision = 0
+            var next = policy.decide(observation).configuration
+            next.instances = max(1, next.instances)
+            next.batchLimit = max(1, next.batchLimit)
+            if next != configuration {
+                changes += 1
+                // A new batch limit takes over at once; a new instance count after its warm-up.
+                lastChange = time
+                if next.instances != configuration.instances {
+                    lastChange = time + settings.instanceWarmupSeconds
+                    pendingInstances = next.instances
+                    schedule(now + settings.instanceWarmupSeconds * 1000, .switchInstances)
+                }
+                configuration = next
+                syncCore()
+                startBatches(at: now)
+            }
+            if workRemains() { schedule(now + policy.period * 1000, .control) }
+        }
+
+        private mutating func recordSeriesPoint(at now: Double) {
+            intervalLatencies.sort()
+            capacity?.update(
+                time: now / 1000, statistics: statistics, instances: activeInstances, serviceWindow: serviceWindow)
+            series.append(
+                SimulationSeriesPoint(
+                    time: now / 1000, throughput: Double(intervalLatencies.count) / settings.seriesInterval,
+                    tailLatencyMs: LatencySummary.percentile(settings.percentile, ofSorted: intervalLatencies),
+                    batchLimit: configuration.batchLimit, instances: activeInstances, shed: intervalShed,
+                    capacityUsed: capacity?.used))
+            intervalLatencies.removeAll(keepingCapacity: true)
+            intervalShed = 0
+            if workRemains() { schedule(now + settings.seriesInterval * 1000, .series) }
+        }
+
+        /// The summary of what was measured.
+        mutating func result() -> SimulationResult {
+            latencies.sort()
+            let duration = max(1e-9, lastCompletion / 1000)
+            let measuredDuration = max(1e-9, (lastCompletion - min(measureFrom, lastCompletion)) / 1000)
+            let summary = LatencySummary(
+                mean: latencies.isEmpty ? 0 : latencies.reduce(0, +) / Double(latencies.count),
+                p50: LatencySummary.percentile(50, ofSorted: latencies),
+                p95: LatencySummary.percentile(95, ofSorted: latencies),
+                p99: LatencySummary.percentile(99, ofSorted: latencies),
+                atPercentile: LatencySummary.percentile(settings.percentile, ofSorted: latencies))
+            return SimulationResult(
+                policy: policy.name, completed: completed, shed: shed, durationSeconds: duration,
+                throughput: Double(measuredCompleted) / measuredDuration, latencyMs: summary,
+                p90Ms: LatencySummary.percentile(90, ofSorted: latencies),
+                p999Ms: LatencySummary.percentile(99.9, ofSorted: latencies), meanMs: summary.mean,
+                meanQueueMs: measuredCompleted > 0 ? queueTimeTotal / Double(measuredCompleted) : 0,
+                sloAttainment: measuredSent > 0 ? Double(withinSLO) / Double(measuredSent) : 0, series: series,
+                finalConfiguration: configuration, configurationChanges: changes, measuredRequests: measuredSent,
+                measuredCompleted: measuredCompleted, outcomes: outcomes)
+        }
     }
 }
