@@ -23,6 +23,9 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "The folder for the SVG plots (relative links are written from the report's folder).")
     var plots = "docs/plots"
 
+    @Option(help: "A previous report to list what moved against (default: the report --output replaces).")
+    var previous: String?
+
     @Option(help: "Virtual seconds per probe.")
     var duration = 120.0
 
@@ -46,7 +49,7 @@ struct EvaluateCommand: ParsableCommand {
 
     @Option(
         help:
-            "JSON results of bench/capacity.py (real server, measured) for section (b); repeatable, missing files skipped."
+            "JSON results of bench.capacity (real server, measured) for section (b); repeatable, missing files skipped."
     )
     var measured: [String] = ["docs/data/measured-squeezenet.json", "docs/data/measured-resnet50.json"]
 
@@ -95,9 +98,16 @@ struct EvaluateCommand: ParsableCommand {
         }
         let measuredRuns = try MeasuredEvaluation(paths: measured)
         let plotFiles = try writePlots(tables: tables, jobs: jobs, measured: measuredRuns)
-        let report = markdown(
+        var report = markdown(
             tables: tables, plotFiles: plotFiles, measuredRuns: measuredRuns,
             wallSeconds: Date().timeIntervalSince(started))
+        let previousReport = try? String(contentsOfFile: previous ?? output, encoding: .utf8)
+        let moved = ReportComparison.section(previous: previousReport, current: report)
+        if let measuredPart = report.range(of: "\n## (b)") {
+            report.insert(contentsOf: "\n" + moved, at: measuredPart.lowerBound)
+        } else {
+            report += "\n" + moved
+        }
         try report.write(toFile: output, atomically: true, encoding: .utf8)
         printError("wrote \(output) and \(plotFiles.count) plots in \(plots)")
     }
@@ -300,7 +310,7 @@ struct EvaluateCommand: ParsableCommand {
             lines += examples.map { "![\($0), simulated](\(plotPrefix)/\($0))" } + [""]
         }
         lines += [
-            "## (b) Measured on this machine", "",
+            "## (b) Measured with the real server", "",
         ]
         lines += measuredRuns.markdown(plotLink: plotFiles["measured"].map { "\(plotPrefix)/\($0)" })
         return lines.joined(separator: "\n")

@@ -1,7 +1,7 @@
 import DNNScaler
 import Foundation
 
-/// Section (b) of the evaluation: capacities measured with the real server by `bench/capacity.py`
+/// Section (b) of the evaluation: capacities measured with the real server by `bench.capacity`
 /// (`dnnscaler bench --sweep` against the real server), read from its JSON files.
 struct MeasuredEvaluation {
     /// One model's measurements.
@@ -33,15 +33,19 @@ struct MeasuredEvaluation {
     }
 
     var models: [ModelRun]
+    /// The CPUs of the machine the measurements ran on (from the files), when they say.
+    var cpus: Int?
 
-    /// Reads the JSON files `bench/capacity.py --json` wrote; missing files are skipped.
+    /// Reads the JSON files `bench.capacity --json` wrote; missing files are skipped.
     init(paths: [String]) throws {
         var models: [ModelRun] = []
+        var cpus: Int?
         for path in paths {
             guard let data = FileManager.default.contents(atPath: path) else { continue }
             guard let document = try JSONSerialization.jsonObject(with: data) as? [String: Any],
                 let entries = document["models"] as? [String: Any]
-            else { throw EvaluationInputError(path: path, problem: "not a bench/capacity.py result") }
+            else { throw EvaluationInputError(path: path, problem: "not a bench.capacity result") }
+            cpus = cpus ?? (document["cpus"] as? NSNumber)?.intValue
             let arguments = document["args"] as? [String: Any] ?? [:]
             let command = Self.commandLine(arguments)
             for (model, value) in entries.sorted(by: { $0.key < $1.key }) {
@@ -58,10 +62,11 @@ struct MeasuredEvaluation {
             }
         }
         self.models = models
+        self.cpus = cpus
     }
 
     static func commandLine(_ arguments: [String: Any]) -> String {
-        var parts = [".venv/bin/python bench/capacity.py"]
+        var parts = [".venv/bin/python -m bench.capacity"]
         for key in [
             "models", "slo_ms", "policies", "statics", "repeats", "duration", "warmup", "start_rate", "refine",
             "min_requests",
@@ -78,18 +83,19 @@ struct MeasuredEvaluation {
 
     /// The Markdown lines of section (b), linking `plotFile` when given.
     func markdown(plotLink: String?) -> [String] {
+        let machine = cpus.map { "a machine with \($0) CPU core\($0 == 1 ? "" : "s")" } ?? "the machine that ran them"
         guard !models.isEmpty else {
             return [
-                "No measured results yet: run `bench/capacity.py --json docs/data/measured-<model>.json` and then",
-                "`dnnscaler evaluate --measured ...`.", "",
+                "No measured results yet: run `python3 -m bench.capacity --json docs/data/measured-<model>.json` and",
+                "then `dnnscaler evaluate --measured ...`.", "",
             ]
         }
         var lines = [
-            "Capacity at the SLO measured on this machine (2-core VM, CPU, ONNX Runtime), **measured**: the highest",
+            "Capacity at the SLO measured on \(machine) (CPU, ONNX Runtime), **measured**: the highest",
             "open-loop Poisson rate at which the p-th percentile latency over *all* requests (shed and failed ones",
             "counted as misses, latency from the scheduled send time) stays within the SLO, found by `dnnscaler bench",
             "--sweep` against a fresh `dnnscaler serve` per configuration and round; median over the rounds. The load",
-            "generator runs on the same 2 cores as the server.", "",
+            "generator runs on the same cores as the server.", "",
         ]
         for run in models {
             let best = run.bestStatic
@@ -129,11 +135,11 @@ struct MeasuredEvaluation {
         }
         if let plotLink { lines += ["![measured capacity](\(plotLink))", ""] }
         lines += [
-            "How to read these: each figure is one sweep; on a 2-core VM that also runs the load generator, the same",
+            "How to read these: each figure is one sweep; on \(machine) that also runs the load generator, the same",
             "static configuration measures very differently from run to run near an SLO that sits at the noise floor",
             "of per-request latency (squeezenet at 20 ms), so compare within a model and mind the rounds column.",
-            "[bench/README.md](../bench/README.md) has every run, the serving overhead, and the cross-check of the",
-            "simulator against this server (`bench/sim_vs_real.py`: where simulated and measured latency part, and why).",
+            "[bench/README.md](../bench/README.md) says how to rerun them, measure the serving overhead, and cross-check",
+            "the simulator against the server (`python3 -m bench.sim_vs_real`).",
             "",
         ]
         return lines
@@ -147,7 +153,7 @@ struct MeasuredEvaluation {
         }
         series.append((name: "best static", values: models.map { $0.bestStatic?.rate }))
         return BarChart(
-            title: "Throughput sustained within the SLO, measured on this machine",
+            title: "Throughput sustained within the SLO, measured",
             subtitle: "dnnscaler bench --sweep against dnnscaler serve, 2-core CPU; medians over rounds",
             yLabel: "requests/s", categories: categories, series: series, width: 900)
     }

@@ -221,3 +221,42 @@ struct ScriptedRun {
         return result
     }
 }
+
+/// The core's own rules, driven directly.
+@Suite struct SchedulingCoreRuleTests {
+    static func request(_ index: Int, at ms: Double, budgetMs: Double) -> QueuedRequest<Int> {
+        QueuedRequest(item: index, samples: 1, arrivalMs: ms, enqueuedMs: ms, budgetMs: budgetMs, limitMs: budgetMs)
+    }
+
+    @Test func aBatchIsJudgedByItsSizesTimeNotBySizeTimesTheCostPerSample() {
+        var core = SchedulingCore<Int>(
+            settings: RuntimeSettings(sloMs: 100), configuration: ServingConfiguration(batchLimit: 8, instances: 1),
+            supportsBatching: true)
+        // Batching gains 4x: one sample takes 10 ms, eight take 20 ms.
+        for _ in 0..<4 {
+            core.recordBatch(samples: 1, ms: 10)
+            core.recordBatch(samples: 8, ms: 20)
+        }
+        #expect(core.estimatedBatchMs(samples: 8) == 20)
+        #expect(core.estimatedBatchMs(samples: 4) == 10)  // the larger size's, in proportion: erring short
+        #expect(core.estimatedBatchMs(samples: 16) == 20)  // no less than the largest smaller size
+        // Eight requests with 30 ms left each: the batch takes 20 ms and runs; at the median cost per
+        // sample (2.5 or 10 ms) times eight it would be judged 20-80 ms and could be dropped whole.
+        for index in 0..<8 { _ = core.offer(Self.request(index, at: 0, budgetMs: 100), nowMs: 0) }
+        var dropped: [(request: QueuedRequest<Int>, error: SchedulingError)] = []
+        guard case .run(let batch) = core.nextBatch(nowMs: 70, dropped: &dropped) else {
+            Issue.record("no batch")
+            return
+        }
+        #expect(batch.count == 8)
+        #expect(dropped.isEmpty)
+        // With 15 ms left the same batch would end late: dropped, counted as shed.
+        for index in 0..<8 { _ = core.offer(Self.request(index, at: 100, budgetMs: 100), nowMs: 100) }
+        guard case .idle = core.nextBatch(nowMs: 185, dropped: &dropped) else {
+            Issue.record("a late batch ran")
+            return
+        }
+        #expect(dropped.count == 8)
+        #expect(core.shedCount == 8)
+    }
+}

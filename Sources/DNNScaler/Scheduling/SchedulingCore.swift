@@ -63,6 +63,8 @@ public enum Dispatch<Item> {
 public struct SchedulingCore<Item> {
     /// Batches of the recent backend times the cost per sample is the median of.
     public static var costWindow: Int { 32 }
+    /// The weight of a new batch in its size's smoothed time.
+    public static var batchTimeWeight: Double { 0.2 }
     /// How long after the last request shed the model still counts as shedding (ms).
     public static var sheddingMemoryMs: Double { 1000 }
     /// The most of a request's budget the response allowance may keep back.
@@ -87,6 +89,10 @@ public struct SchedulingCore<Item> {
     /// first. Robust to the odd slow batch (a new shape, a noisy neighbour).
     public private(set) var msPerSample: Double?
     private var recentMsPerSample: [Double] = []
+    /// Per batch size, its recent backend time (ms, smoothed): what the drop at batch start judges
+    /// a batch by. Batches cost far less than their size times the cost per sample where batching
+    /// gains (3x on a GPU), and a batch judged by that product would be dropped whole.
+    private var batchMsBySize: [Int: Double] = [:]
     private var lastShedMs: Double?
     private var arrivals = ArrivalCounter()
 
@@ -196,8 +202,8 @@ public struct SchedulingCore<Item> {
     // MARK: Batches
 
     /// What an idle instance should do at `nowMs`. Requests whose deadline has passed in the
-    /// queue, and those of the batch about to start that would finish after theirs at the recent
-    /// cost, are removed, counted as shed and appended to `dropped` with their error: running them
+    /// queue, and those of the batch about to start that would finish after theirs
+    /// (``estimatedBatchMs(samples:)``), are removed, counted as shed and appended to `dropped` with their error: running them
     /// would spend an instance on answers that come too late and break the SLO of the others.
     public mutating func nextBatch(
         nowMs: Double, dropped: inout [(request: QueuedRequest<Item>, error: SchedulingError)]
@@ -224,9 +230,24 @@ public struct SchedulingCore<Item> {
 
     /// Records a batch of `samples` that took `ms` in the backend (the cost estimate).
     public mutating func recordBatch(samples: Int, ms: Double) {
+        let size = max(1, samples)
+        batchMsBySize[size] = batchMsBySize[size].map { $0 + Self.batchTimeWeight * (ms - $0) } ?? ms
         recentMsPerSample.append(ms / Double(max(1, samples)))
         if recentMsPerSample.count > Self.costWindow { recentMsPerSample.removeFirst() }
         msPerSample = recentMsPerSample.sorted()[recentMsPerSample.count / 2]
+    }
+
+    /// How long a batch of `samples` should take, erring short: its size's recent time; else the
+    /// next larger seen size's, scaled down in proportion; else the largest smaller size's (a batch
+    /// takes no less than a smaller one). Short, because a batch dropped as late that would have
+    /// made it costs throughput, while one that runs late is dropped by its deadline next time.
+    /// `nil` before the first batch.
+    public func estimatedBatchMs(samples: Int) -> Double? {
+        if let known = batchMsBySize[samples] { return known }
+        if let larger = batchMsBySize.keys.filter({ $0 > samples }).min(), let ms = batchMsBySize[larger] {
+            return ms * Double(samples) / Double(larger)
+        }
+        return batchMsBySize.keys.filter { $0 < samples }.max().flatMap { batchMsBySize[$0] }
     }
 
     /// When a request must finish (caller's ms), as things stand at `nowMs`.
@@ -248,8 +269,8 @@ public struct SchedulingCore<Item> {
         from batch: [QueuedRequest<Item>], samples: Int, nowMs: Double,
         dropped: inout [(request: QueuedRequest<Item>, error: SchedulingError)]
     ) -> [QueuedRequest<Item>] {
-        guard settings.admissionControl, let msPerSample else { return batch }
-        let endMs = nowMs + msPerSample * Double(samples)
+        guard settings.admissionControl, let batchMs = estimatedBatchMs(samples: samples) else { return batch }
+        let endMs = nowMs + batchMs
         var kept: [QueuedRequest<Item>] = []
         for request in batch {
             if deadlineMs(of: request, atMs: nowMs) < endMs {
