@@ -38,11 +38,11 @@ from bench.serving_overhead import CLIENT_CPUS, DEFAULT_BIN, ROOT, Server, log, 
 DEFAULT_SLOS = "squeezenet=40,resnet50=150"
 
 
-def sweep(binary, server, model, slo_ms, start_rate, workdir):
+def sweep(binary, server, model, slo_ms, start_rate, workdir, min_requests):
     out = os.path.join(workdir, f"sweep-{model}.json")
     cmd = [binary, "bench", "--url", server.base, "--model", model, "--rate", f"{start_rate:.2f}", "--sweep",
            "--slo-ms", str(slo_ms), "--duration", "10", "--warmup", "2", "--sweep-steps", "4",
-           "--sweep-min-requests", "600", "--quiet", "--json", out]
+           "--sweep-min-requests", str(min_requests), "--quiet", "--json", out]
     cmd = pinned(cmd, CLIENT_CPUS)
     log(" ".join(cmd))
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -114,11 +114,22 @@ def main():
     parser.add_argument("--read-after", type=float, default=12,
                         help="seconds into each run before the gauge is read (the estimate smooths over 5 s)")
     parser.add_argument("--output", default=None)
+    parser.add_argument("--sweep-min-requests", type=int, default=600,
+                        help="requests each sweep trial judges its p99 on (more: a steadier capacity, a longer run)")
     args = parser.parse_args()
     fractions = [float(f) for f in args.fractions.split(",")]
     slos = {k: float(v) for k, v in (item.split("=") for item in args.slo_ms.split(","))}
     results = {"command": " ".join(sys.argv), "started": datetime.datetime.now().isoformat(timespec="seconds"),
                "models": {}}
+    output = args.output or os.path.join(
+        ROOT, "bench", "results", f"capacity-signal-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+
+    def save():
+        # After every run, so that an interrupted benchmark keeps what it measured.
+        with open(output, "w") as f:
+            json.dump(results, f, indent=2)
+
     with tempfile.TemporaryDirectory() as workdir:
         for model in args.models.split(","):
             slo_ms = slos.get(model, 100.0)
@@ -126,9 +137,11 @@ def main():
                     Server(args.bin, [model], slo_ms, repository=repository) as server:
                 # The sweep starts below the server's own prediction and brackets upwards.
                 predicted = ((server.status(model) or {}).get("capacity") or {}).get("sustainable_rate") or 10.0
-                capacity = sweep(args.bin, server, model, slo_ms, 0.5 * predicted, workdir)
+                capacity = sweep(args.bin, server, model, slo_ms, 0.5 * predicted, workdir, args.sweep_min_requests)
                 log(f"{model}: capacity at p99 <= {slo_ms:g} ms: {capacity:.1f}/s")
                 rounds = []
+                results["models"][model] = {"slo_ms": slo_ms, "capacity": capacity, "predicted": predicted,
+                                            "rounds": rounds}
                 for round_index in range(args.rounds):
                     row = {}
                     for fraction in fractions:
@@ -138,10 +151,11 @@ def main():
                             reading["offered_fraction"] = reading["offered_rate"] / capacity
                         row[str(fraction)] = reading
                         log(f"{model} round {round_index + 1} at {fraction:.0%}: gauge "
-                            f"{reading['used'] if reading else float('nan'):.3f}")
+                            f"{reading['used'] if reading else float('nan'):.3f} (sustainable "
+                            f"{reading['sustainable_rate'] if reading else float('nan'):.1f}/s, correction "
+                            f"{reading['service_correction'] if reading else float('nan'):.2f})")
                     rounds.append(row)
-                results["models"][model] = {"slo_ms": slo_ms, "capacity": capacity, "predicted": predicted,
-                                            "rounds": rounds}
+                    save()
 
     print()
     print("| model | capacity (sweep) | offered (sent) | gauge (median of rounds) | error | target | met |")
@@ -149,7 +163,7 @@ def main():
     all_met = True
     for model, data in results["models"].items():
         for fraction in fractions:
-            readings = [r[str(fraction)] for r in data["rounds"] if r[str(fraction)]]
+            readings = [r[str(fraction)] for r in data["rounds"] if r.get(str(fraction))]
             values = [r["used"] for r in readings]
             gauge = statistics.median(values) if values else float("nan")
             # Judged against what the generator sent (its seeded schedule's count), not the nominal rate.
@@ -162,11 +176,7 @@ def main():
                   f"{gauge:.3f} ({', '.join(f'{v:.3f}' for v in values)}) | {error:+.1%} | {target} | "
                   f"{'yes' if met else 'no'} |")
     results["all_met"] = all_met
-    output = args.output or os.path.join(
-        ROOT, "bench", "results", f"capacity-signal-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as f:
-        json.dump(results, f, indent=2)
+    save()
     print(f"\nwrote {output}")
 
 
