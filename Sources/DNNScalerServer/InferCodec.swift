@@ -250,43 +250,16 @@ enum InferCodec {
         guard let inputList = object["inputs"] as? [Any] else { throw .badRequest("the request has no 'inputs' array") }
         var inputs: [String: Tensor] = [:]
         var seenNames: Set<String> = []
-        for entry in inputList {
+        for (index, entry) in inputList.enumerated() {
             guard let input = entry as? [String: Any] else { throw .badRequest("each input must be a JSON object") }
-            guard let name = input["name"] as? String else { throw .badRequest("an input has no 'name'") }
-            guard seenNames.insert(name).inserted else { throw .badRequest("input '\(name)' appears twice") }
-            guard let typeName = input["datatype"] as? String else {
-                throw .badRequest("input '\(name)' has no 'datatype'")
-            }
-            guard let dataType = DataType(kserveName: typeName) else {
-                throw .badRequest("input '\(name)' has unsupported datatype '\(typeName)'")
-            }
-            guard let shapeValues = input["shape"] as? [Any] else {
-                throw .badRequest("input '\(name)' has no 'shape'")
-            }
-            var shape: [Int] = []
-            for value in shapeValues {
-                guard let number = JSONValues.number(value), number.doubleValue >= 0,
-                    number.doubleValue == number.doubleValue.rounded()
-                else {
-                    throw .badRequest("input '\(name)' shape must hold non-negative integers, got \(shapeValues)")
-                }
-                guard number.doubleValue < 9e15 else {
-                    throw .badRequest("input '\(name)' shape \(shapeValues) is too large")
-                }
-                shape.append(Int(number.doubleValue))
-            }
-            // BYTES has no size per element: its byte count comes with its data (nil here).
-            let byteCount: Int?
-            do {
-                if dataType.isVariableLength {
-                    _ = try Shape.elementCount(shape)  // the shape's checks
-                    byteCount = nil
-                } else {
-                    byteCount = try Shape.byteCount(shape, dataType: dataType)
-                }
-            } catch {
-                throw .badRequest("input '\(name)': \(error)")
-            }
+            let declared = try DeclaredInput(
+                name: input["name"] as? String ?? "", index: index, datatype: input["datatype"] as? String,
+                dimensions: (input["shape"] as? [Any]).map { values in
+                    values.map { JSONValues.number($0)?.doubleValue ?? -1 }
+                }, seen: &seenNames)
+            let (name, dataType, shape, byteCount) = (
+                declared.name, declared.dataType, declared.shape, declared.byteCount
+            )
             let inputParameters = input["parameters"] as? [String: Any] ?? [:]
             if let reference = try sharedMemoryReference(
                 inputParameters, registry: sharedMemory, what: "input '\(name)'")

@@ -93,7 +93,7 @@ public struct InferenceRoutes: Sendable {
                     return Response.json(["name": name, "ready": true])
                 } catch let error as ServerError {
                     // An unknown or malformed name is an error; a known model that does not serve is "not ready".
-                    if error.status == .notFound || error.status == .badRequest { throw error }
+                    if error.kind == .notFound || error.kind == .invalidArgument { throw error }
                     return Response.json(["name": name, "ready": false], status: .serviceUnavailable)
                 }
             }
@@ -238,17 +238,17 @@ public struct InferenceRoutes: Sendable {
         let model = try manager.model(named: name, version: context.parameters.get("version"))
         let version = String(model.version)
         if let refusal = model.runtime.refusalBeforeReading(arrival: arrival) {
-            metrics.recordFailure(model: name, version: version, reason: "shed")
+            metrics.recordFailure(model: name, version: version, reason: .shed)
             throw ServerError(refusal)
         }
         var headerLength: Int?
         if let value = request.headers[Self.headerLengthField] {
             guard let parsed = Int(value.trimmingCharacters(in: .whitespaces)) else {
-                metrics.recordFailure(model: name, version: version, reason: "invalid")
+                metrics.recordFailure(model: name, version: version, reason: .invalid)
                 throw ServerError.badRequest("Inference-Header-Content-Length must be an integer, got '\(value)'")
             }
             guard parsed >= 0 else {
-                metrics.recordFailure(model: name, version: version, reason: "invalid")
+                metrics.recordFailure(model: name, version: version, reason: .invalid)
                 throw ServerError.badRequest("Inference-Header-Content-Length must not be negative, got '\(value)'")
             }
             headerLength = parsed
@@ -272,7 +272,7 @@ public struct InferenceRoutes: Sendable {
                     sharedMemory: sharedMemory)
             }
         } catch {
-            metrics.recordFailure(model: name, version: version, reason: "invalid")
+            metrics.recordFailure(model: name, version: version, reason: .invalid)
             throw error
         }
         let response: InferenceResponse

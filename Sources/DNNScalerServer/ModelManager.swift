@@ -239,7 +239,7 @@ public final class ModelManager: Sendable {
         } catch {
             setEntry(name, Entry(state: .unavailable, reason: error.description, model: nil, version: version))
             logger.error("model failed to load", metadata: ["model": "\(name)", "error": "\(error)"])
-            throw ServerError(status: .badRequest, message: "failed to load '\(name)': \(error)")
+            throw ServerError.badRequest("failed to load '\(name)': \(error)")
         }
     }
 

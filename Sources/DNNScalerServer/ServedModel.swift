@@ -138,14 +138,7 @@ extension ServedModel {
         do {
             response = try await runtime.infer(request)
         } catch {
-            let reason: String
-            switch error {
-            case .backend(.runtimeFailed): reason = "backend"
-            case .backend: reason = "invalid"
-            case .unavailable: reason = "unavailable"
-            default: reason = "shed"
-            }
-            metrics.recordFailure(model: name, version: version, reason: reason)
+            metrics.recordFailure(model: name, version: version, reason: FailureReason(error))
             throw error
         }
         metrics.recordSuccess(

@@ -2,61 +2,87 @@ import DNNScaler
 import Foundation
 import Hummingbird
 
-/// An error as the KServe v2 protocol shows it: an HTTP status and `{"error": "<message>"}`.
-/// Every library error is mapped to a status here, in one place.
+/// What kind of failure an error is, belonging to no protocol: HTTP maps it to a status
+/// (``ServerError/status``) and gRPC to a code (`GRPCInferenceService.rpcError`), each in one place.
+public enum ErrorKind: Sendable, Equatable {
+    /// The request is wrong (names, shapes, types, data, a malformed body or a hostile name).
+    case invalidArgument
+    /// No such model, version or region.
+    case notFound
+    /// The server is configured not to do this for clients (model control off, a restricted API
+    /// without its header). Not "unavailable": balancers retry that elsewhere.
+    case forbidden
+    /// The request is larger than the server accepts.
+    case tooLarge
+    /// Refused or dropped for load before its deadline could pass (queue full, deadline out of reach).
+    case shed
+    /// Dropped because its deadline passed, or would have, while it waited.
+    case expired
+    /// Not ready to serve (loading, unloading, draining).
+    case unavailable
+    /// The server or its backend failed on a valid request.
+    case `internal`
+}
+
+/// An error as the protocols show it: a kind and a message for the client.
 public struct ServerError: Error, Sendable, Equatable, CustomStringConvertible, HTTPResponseError {
-    /// The HTTP status.
-    public var status: HTTPResponse.Status
+    /// What kind of failure it is.
+    public var kind: ErrorKind
     /// The message for the client.
     public var message: String
 
     /// Creates an error.
-    public init(status: HTTPResponse.Status, message: String) {
-        self.status = status
+    public init(_ kind: ErrorKind, _ message: String) {
+        self.kind = kind
         self.message = message
     }
 
-    /// 400 Bad Request.
-    public static func badRequest(_ message: String) -> ServerError {
-        ServerError(status: .badRequest, message: message)
-    }
-    /// 403 Forbidden: the server is configured not to do this for clients (model control off, a
-    /// restricted API without its header). Not 503: balancers retry a 503 elsewhere.
-    public static func forbidden(_ message: String) -> ServerError {
-        ServerError(status: .forbidden, message: message)
-    }
-    /// 404 Not Found.
-    public static func notFound(_ message: String) -> ServerError { ServerError(status: .notFound, message: message) }
-    /// 413 Content Too Large: a request body over `limit` bytes.
+    /// The request is wrong (400 / INVALID_ARGUMENT).
+    public static func badRequest(_ message: String) -> ServerError { ServerError(.invalidArgument, message) }
+    /// Not for clients here (403 / PERMISSION_DENIED).
+    public static func forbidden(_ message: String) -> ServerError { ServerError(.forbidden, message) }
+    /// No such thing (404 / NOT_FOUND).
+    public static func notFound(_ message: String) -> ServerError { ServerError(.notFound, message) }
+    /// A request body over `limit` bytes (413 / RESOURCE_EXHAUSTED).
     public static func bodyTooLarge(limit: Int) -> ServerError {
-        ServerError(status: .contentTooLarge, message: "request body exceeds the \(limit)-byte limit")
+        ServerError(.tooLarge, "request body exceeds the \(limit)-byte limit")
     }
-    /// 503 Service Unavailable.
-    public static func unavailable(_ message: String) -> ServerError {
-        ServerError(status: .serviceUnavailable, message: message)
-    }
+    /// Not ready (503 / UNAVAILABLE).
+    public static func unavailable(_ message: String) -> ServerError { ServerError(.unavailable, message) }
 
     /// The message.
     public var description: String { message }
 
-    /// Maps a scheduling error: shed and unavailable are 503, client mistakes 400, backend failures 500.
-    public init(_ error: SchedulingError) {
-        switch error {
-        case .queueFull, .deadlineUnreachable, .deadlineExpired, .unavailable:
-            self = .unavailable(error.description)
-        case .backend(let backendError):
-            self.init(backendError)
+    /// The HTTP status of the kind: shed, expired and unavailable are 503 (retry elsewhere or later).
+    public var status: HTTPResponse.Status {
+        switch kind {
+        case .invalidArgument: .badRequest
+        case .notFound: .notFound
+        case .forbidden: .forbidden
+        case .tooLarge: .contentTooLarge
+        case .shed, .expired, .unavailable: .serviceUnavailable
+        case .internal: .internalServerError
         }
     }
 
-    /// Maps a backend error: request mistakes are 400, the runtime failing is 500.
+    /// Maps a scheduling error: load is shed or expired, client mistakes invalid, backend failures internal.
+    public init(_ error: SchedulingError) {
+        switch error {
+        case .queueFull, .deadlineUnreachable: self.init(.shed, error.description)
+        case .deadlineExpired: self.init(.expired, error.description)
+        case .unavailable: self.init(.unavailable, error.description)
+        case .backend(let backendError): self.init(backendError)
+        }
+    }
+
+    /// Maps a backend error: request mistakes are invalid, the runtime failing is internal.
     public init(_ error: BackendError) {
         switch error {
         case .unknownInput, .missingInput, .unknownOutput, .dataTypeMismatch, .shapeMismatch, .invalidTensor,
             .invalidArgument:
-            self = .badRequest(error.description)
+            self.init(.invalidArgument, error.description)
         case .runtimeFailed, .modelLoadFailed, .unsupportedModel, .modelNotFound, .libraryNotFound, .libraryUnusable:
-            self = ServerError(status: .internalServerError, message: error.description)
+            self.init(.internal, error.description)
         }
     }
 

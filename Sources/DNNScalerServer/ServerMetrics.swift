@@ -64,7 +64,8 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Records one failed request with a reason: `shed`, `invalid`, `unavailable` or `backend`.
-    func recordFailure(model: String, version: String, reason: String) {
+    func recordFailure(model: String, version: String, reason failure: FailureReason) {
+        let reason = failure.rawValue
         let key = "\(model)\u{0}\(version)\u{0}\(reason)"
         if let counter = failureCounters.withLock({ $0[key] }) {
             counter.increment()
@@ -154,5 +155,28 @@ public final class ServerMetrics: Sendable {
     public func render(models: [ServedModel]) -> [UInt8] {
         refresh(models: models)
         return registry.emitToBuffer()
+    }
+}
+
+/// Why an inference request failed, as the `reason` label of `nv_inference_request_failure` says
+/// it, for HTTP and gRPC alike.
+enum FailureReason: String, Sendable {
+    /// The request was wrong: names, shapes, types, data, a malformed body.
+    case invalid
+    /// Refused or dropped for load: queue full, deadline out of reach or passed.
+    case shed
+    /// The model is not accepting requests (unloading, stopped).
+    case unavailable
+    /// The backend failed to run a valid request.
+    case backend
+
+    /// The reason for a scheduling error.
+    init(_ error: SchedulingError) {
+        switch error {
+        case .backend(.runtimeFailed): self = .backend
+        case .backend: self = .invalid
+        case .unavailable: self = .unavailable
+        case .queueFull, .deadlineUnreachable, .deadlineExpired: self = .shed
+        }
     }
 }

@@ -49,7 +49,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
             _ = try manager.model(named: request.name, version: Self.version(request.version))
             return .with { $0.ready = true }
         } catch {
-            if error.status == .notFound || error.status == .badRequest { throw Self.rpcError(error) }
+            if error.kind == .notFound || error.kind == .invalidArgument { throw Self.rpcError(error) }
             return .with { $0.ready = false }
         }
     }
@@ -141,8 +141,8 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
             let size = GRPCTensorCodec.payloadBytes(message)
             guard size <= maxRequestBytes else {
                 throw .init(
-                    status: .contentTooLarge,
-                    message: "the request carries \(size) bytes of tensor data, over the \(maxRequestBytes)-byte limit")
+                    .tooLarge,
+                    "the request carries \(size) bytes of tensor data, over the \(maxRequestBytes)-byte limit")
             }
             // The call's own deadline (`grpc-timeout`) is a hard deadline when it is shorter than
             // the SLO. A longer one is served like a call without one (the SLO as the target):
@@ -151,7 +151,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
                 message, metadataTimeoutMs: metadataTimeoutMs.flatMap { $0 < model.options.sloMs ? $0 : nil },
                 arrival: arrival, sharedMemory: sharedMemory)
         } catch {
-            metrics.recordFailure(model: model.name, version: version, reason: "invalid")
+            metrics.recordFailure(model: model.name, version: version, reason: .invalid)
             throw Self.rpcError(error)
         }
         let response: InferenceResponse
@@ -214,6 +214,7 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
                 "dnnscaler.percentile": .with { $0.stringValue = String(options.percentile) },
                 "dnnscaler.policy": .with { $0.stringValue = options.policy.rawValue },
                 "dnnscaler.batch_limit": .with { $0.stringValue = String(configuration.batchLimit) },
+                "dnnscaler.instances": .with { $0.stringValue = String(configuration.instances) },
             ]
         }
     }
@@ -414,30 +415,24 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     /// An empty version means "the served one", as in Triton.
     private static func version(_ text: String) -> String? { text.isEmpty ? nil : text }
 
-    /// The gRPC status for a protocol error (the same cases the HTTP status distinguishes).
+    /// The gRPC status of an error's kind: shed is RESOURCE_EXHAUSTED, an expired deadline
+    /// DEADLINE_EXCEEDED, a model not ready UNAVAILABLE, request mistakes INVALID_ARGUMENT.
     static func rpcError(_ error: ServerError) -> RPCError {
-        let code: RPCError.Code
-        switch error.status {
-        case .badRequest: code = .invalidArgument
-        case .notFound: code = .notFound
-        case .forbidden: code = .permissionDenied
-        case .serviceUnavailable: code = .unavailable
-        case .contentTooLarge: code = .resourceExhausted
-        default: code = .internalError
-        }
+        let code: RPCError.Code =
+            switch error.kind {
+            case .invalidArgument: .invalidArgument
+            case .notFound: .notFound
+            case .forbidden: .permissionDenied
+            case .tooLarge, .shed: .resourceExhausted
+            case .expired: .deadlineExceeded
+            case .unavailable: .unavailable
+            case .internal: .internalError
+            }
         return RPCError(code: code, message: error.message)
     }
 
-    /// The gRPC status for a scheduling outcome: shed is RESOURCE_EXHAUSTED, an expired deadline
-    /// DEADLINE_EXCEEDED, an unloading model UNAVAILABLE, request mistakes INVALID_ARGUMENT.
-    static func rpcError(_ error: SchedulingError) -> RPCError {
-        switch error {
-        case .queueFull, .deadlineUnreachable: RPCError(code: .resourceExhausted, message: error.description)
-        case .deadlineExpired: RPCError(code: .deadlineExceeded, message: error.description)
-        case .unavailable: RPCError(code: .unavailable, message: error.description)
-        case .backend(let backendError): rpcError(ServerError(backendError))
-        }
-    }
+    /// The gRPC status for a scheduling outcome (through its kind, ``ServerError/init(_:)-(SchedulingError)``).
+    static func rpcError(_ error: SchedulingError) -> RPCError { rpcError(ServerError(error)) }
 
     static func configDataType(_ dataType: DataType) -> Inference_DataType {
         switch dataType {

@@ -30,29 +30,14 @@ enum GRPCTensorCodec {
         }
         var rawIndex = 0
         var inputs: [String: Tensor] = [:]
+        var seenNames: Set<String> = []
         for (index, input) in message.inputs.enumerated() {
-            let name = input.name
-            guard !name.isEmpty else { throw .badRequest("input \(index) has no name") }
-            guard inputs[name] == nil else { throw .badRequest("input '\(name)' appears twice") }
-            guard let dataType = DataType(kserveName: input.datatype) else {
-                throw .badRequest("input '\(name)' has unsupported datatype '\(input.datatype)'")
-            }
-            var shape: [Int] = []
-            for dimension in input.shape {
-                guard dimension >= 0, dimension < 1 << 53 else {
-                    throw .badRequest("input '\(name)' shape must hold non-negative integers, got \(input.shape)")
-                }
-                shape.append(Int(dimension))
-            }
-            // BYTES has no size per element: its byte count comes with its data (nil here).
-            let byteCount: Int?
-            let elementCount: Int
-            do {
-                elementCount = try Shape.elementCount(shape)
-                byteCount = dataType.isVariableLength ? nil : try Shape.byteCount(shape, dataType: dataType)
-            } catch {
-                throw .badRequest("input '\(name)': \(error)")
-            }
+            let declared = try DeclaredInput(
+                name: input.name, index: index, datatype: input.datatype, dimensions: input.shape.map(Double.init),
+                seen: &seenNames)
+            let (name, dataType, shape, byteCount, elementCount) = (
+                declared.name, declared.dataType, declared.shape, declared.byteCount, declared.elementCount
+            )
             if let reference = inputReferences[index] {
                 if input.hasContents {
                     throw .badRequest("input '\(name)': give shared_memory_region or contents, not both")
