@@ -229,8 +229,29 @@ struct EvaluateCommand: ParsableCommand {
             return plotFolder.hasPrefix(outputFolder + "/")
                 ? String(plotFolder.dropFirst(outputFolder.count + 1)) : plotFolder
         }()
-        var lines: [String] = []
+        var lines = introduction(wallSeconds: wallSeconds)
+        for statistic in SLOStatistic.allCases {
+            guard let rows = tables[statistic] else { continue }
+            lines += capacityTable(statistic: statistic, rows: rows, plotFiles: plotFiles, plotPrefix: plotPrefix)
+        }
+        let examples = Self.policies.compactMap { plotFiles["example-\($0.rawValue)"] }
+        if !examples.isEmpty {
+            lines += [
+                "### One job over time, simulated", "",
+                "\(exampleJob), each policy at dnnscaler's p99 capacity, whole run (warm-up included):", "",
+            ]
+            lines += examples.map { "![\($0), simulated](\(plotPrefix)/\($0))" } + [""]
+        }
         lines += [
+            "## (b) Measured with the real server", "",
+        ]
+        lines += measuredRuns.markdown(plotLink: plotFiles["measured"].map { "\(plotPrefix)/\($0)" })
+        return lines.joined(separator: "\n")
+    }
+
+    /// The report's title, the command that made it, and section (a)'s method.
+    func introduction(wallSeconds: Double) -> [String] {
+        [
             "# Evaluation: DNNScaler against Clipper-style AIMD",
             "",
             "Made by `\(commandLine) --output \(output) --plots \(plots)` (or `make evaluation`);",
@@ -270,50 +291,43 @@ struct EvaluateCommand: ParsableCommand {
             "sizes where it was not measured), which is how the paper's comparison was set up.",
             "",
         ]
-        for statistic in SLOStatistic.allCases {
-            guard let rows = tables[statistic] else { continue }
-            lines += [
-                "### Throughput sustained within the SLO (\(statistic.rawValue)), simulated", "",
-                "requests/s; *modes*: the authors' assignment (`slo.csv`) and what our Profiler picks from the profile",
-                "(gains of batching / multi-tenancy over 1 instance x batch 1; `tie` = no data to decide).", "",
-                "| job | SLO ms | authors' mode | Profiler's mode (gains) | clipper-aimd | clipper (batching path) | dnnscaler | joint | dnnscaler / clipper | dnnscaler / clipper (batching path) | joint vs best pure |",
-                "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
-            ]
-            for row in rows {
-                let decision = row.job.profile.decision
-                let tie = decision.batchingGain == decision.multiTenancyGain
-                let picked =
-                    "\(tie ? "tie" : decision.mode.rawValue) (\(String(format: "%.2f", decision.batchingGain)) / \(String(format: "%.2f", decision.multiTenancyGain)))"
-                let clipper = row.capacity[.clipperAIMD] ?? 0
-                let dnnscaler = row.capacity[.dnnscaler] ?? 0
-                let joint = row.capacity[.joint] ?? 0
-                let bestPure = max(clipper, dnnscaler)
-                let jointText =
-                    joint >= 0.98 * bestPure
-                    ? "ok" : "**worse: \(String(format: "%.0f%%", 100 * (joint / max(1e-9, bestPure) - 1)))**"
-                lines.append(
-                    "| \(row.job.name) | \(Self.number(row.job.source.sloMs)) | \(row.job.source.modeAssigned?.rawValue ?? "-") | \(picked) | \(Self.number(clipper)) | \(row.clipperBatchingPath.map(Self.number) ?? "-") | \(Self.number(dnnscaler)) | \(Self.number(joint)) | \(Self.gainText(dnnscaler, baseline: clipper)) | \(Self.gainText(dnnscaler, baseline: row.clipperBatchingPath)) | \(jointText) |"
-                )
-            }
-            lines.append("")
-            lines += summary(rows: rows, statistic: statistic)
-            for key in ["capacity-\(statistic.rawValue)", "gain-\(statistic.rawValue)"] {
-                if let file = plotFiles[key] { lines += ["![\(key), simulated](\(plotPrefix)/\(file))", ""] }
-            }
-        }
-        let examples = Self.policies.compactMap { plotFiles["example-\($0.rawValue)"] }
-        if !examples.isEmpty {
-            lines += [
-                "### One job over time, simulated", "",
-                "\(exampleJob), each policy at dnnscaler's p99 capacity, whole run (warm-up included):", "",
-            ]
-            lines += examples.map { "![\($0), simulated](\(plotPrefix)/\($0))" } + [""]
-        }
-        lines += [
-            "## (b) Measured with the real server", "",
+    }
+
+    /// One SLO statistic's table of simulated capacities, its summary and its plots.
+    func capacityTable(
+        statistic: SLOStatistic, rows: [Row], plotFiles: [String: String], plotPrefix: String
+    ) -> [String] {
+        var lines = [
+            "### Throughput sustained within the SLO (\(statistic.rawValue)), simulated", "",
+            "requests/s; *modes*: the authors' assignment (`slo.csv`) and what our Profiler picks from the profile",
+            "(gains of batching / multi-tenancy over 1 instance x batch 1; `tie` = no data to decide).", "",
+            "| job | SLO ms | authors' mode | Profiler's mode (gains) | clipper-aimd | clipper (batching path) | dnnscaler | joint | dnnscaler / clipper | dnnscaler / clipper (batching path) | joint vs best pure |",
+            "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
         ]
-        lines += measuredRuns.markdown(plotLink: plotFiles["measured"].map { "\(plotPrefix)/\($0)" })
-        return lines.joined(separator: "\n")
+        lines += rows.map(Self.tableRow)
+        lines.append("")
+        lines += summary(rows: rows, statistic: statistic)
+        for key in ["capacity-\(statistic.rawValue)", "gain-\(statistic.rawValue)"] {
+            if let file = plotFiles[key] { lines += ["![\(key), simulated](\(plotPrefix)/\(file))", ""] }
+        }
+        return lines
+    }
+
+    /// One job's row: its modes, each policy's capacity and the gains.
+    static func tableRow(_ row: Row) -> String {
+        let decision = row.job.profile.decision
+        let tie = decision.batchingGain == decision.multiTenancyGain
+        let picked =
+            "\(tie ? "tie" : decision.mode.rawValue) (\(String(format: "%.2f", decision.batchingGain)) / \(String(format: "%.2f", decision.multiTenancyGain)))"
+        let clipper = row.capacity[.clipperAIMD] ?? 0
+        let dnnscaler = row.capacity[.dnnscaler] ?? 0
+        let joint = row.capacity[.joint] ?? 0
+        let bestPure = max(clipper, dnnscaler)
+        let jointText =
+            joint >= 0.98 * bestPure
+            ? "ok" : "**worse: \(String(format: "%.0f%%", 100 * (joint / max(1e-9, bestPure) - 1)))**"
+        return
+            "| \(row.job.name) | \(Self.number(row.job.source.sloMs)) | \(row.job.source.modeAssigned?.rawValue ?? "-") | \(picked) | \(Self.number(clipper)) | \(row.clipperBatchingPath.map(Self.number) ?? "-") | \(Self.number(dnnscaler)) | \(Self.number(joint)) | \(Self.gainText(dnnscaler, baseline: clipper)) | \(Self.gainText(dnnscaler, baseline: row.clipperBatchingPath)) | \(jointText) |"
     }
 
     func summary(rows: [Row], statistic: SLOStatistic) -> [String] {
