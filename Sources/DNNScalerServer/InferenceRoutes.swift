@@ -238,7 +238,7 @@ public struct InferenceRoutes: Sendable {
         let model = try manager.model(named: name, version: context.parameters.get("version"))
         let version = String(model.version)
         if let refusal = model.runtime.refusalBeforeReading(arrival: arrival) {
-            metrics.recordFailure(model: name, version: version, reason: .shed)
+            metrics.recordFailure(model: name, version: version, reason: FailureReason(refusal))
             throw ServerError(refusal)
         }
         var headerLength: Int?

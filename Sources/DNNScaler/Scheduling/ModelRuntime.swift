@@ -201,12 +201,13 @@ public final class ModelRuntime: @unchecked Sendable {
             return .unavailable("model '\(name)' is not accepting requests (unloading or stopped)")
         }
         let arrival = min(request.arrival ?? now, now)
+        let nowMs = elapsedMs(at: now)
         let queued = QueuedRequest(
             item: PendingRequest(
                 request: request, batchSize: batchSize, arrival: arrival, enqueued: now, continuation: continuation),
-            samples: batchSize, key: key, arrivalMs: elapsedMs(at: arrival), enqueuedMs: elapsedMs(at: now),
+            samples: batchSize, key: key, arrivalMs: elapsedMs(at: arrival), enqueuedMs: nowMs,
             budgetMs: request.timeoutMs ?? sloMs, limitMs: request.timeoutMs ?? core.sloLimitMs)
-        if let refusal = core.offer(queued, nowMs: elapsedMs(at: now)) { return refusal }
+        if let refusal = core.offer(queued, nowMs: nowMs) { return refusal }
         condition.signal()
         return nil
     }

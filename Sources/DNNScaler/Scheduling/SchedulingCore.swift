@@ -232,7 +232,7 @@ public struct SchedulingCore<Item> {
     public mutating func recordBatch(samples: Int, ms: Double) {
         let size = max(1, samples)
         batchMsBySize[size] = batchMsBySize[size].map { $0 + Self.batchTimeWeight * (ms - $0) } ?? ms
-        recentMsPerSample.append(ms / Double(max(1, samples)))
+        recentMsPerSample.append(ms / Double(size))
         if recentMsPerSample.count > Self.costWindow { recentMsPerSample.removeFirst() }
         msPerSample = recentMsPerSample.sorted()[recentMsPerSample.count / 2]
     }
