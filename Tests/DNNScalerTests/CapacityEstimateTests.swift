@@ -76,6 +76,33 @@ import Testing
         #expect(abs((estimate.used ?? 0) - 50 / (predicted / 2)) < 0.1)
     }
 
+    @Test func lowRatesAreCountedOverEnoughArrivalsAndRisesFollowedWithinSeconds() {
+        let profile = Self.profile([Self.point(instances: 1, batch: 1, throughput: 100)])
+        var estimate = CapacityEstimate(profile: profile, maxBatch: 1, maxInstances: 1, sloMs: 100, percentile: 99)
+        var statistics = ModelStatistics()
+        var time = 0.0
+        var tick = 0
+        func run(seconds: Double, arrivalEvery interval: Int) {
+            // Updates every 100 ms, one arrival every `interval` updates (0: none).
+            for _ in 0..<Int(seconds * 10) {
+                time += 0.1
+                tick += 1
+                if interval > 0, tick % interval == 0 { statistics.arrivals += 1 }
+                estimate.update(time: time, statistics: statistics, instances: 1)
+            }
+        }
+        estimate.update(time: time, statistics: statistics, instances: 1)
+        // 0.5 requests/s: five seconds hold two or three arrivals; the rate is counted over 50.
+        run(seconds: 120, arrivalEvery: 20)
+        #expect(abs(estimate.arrivalRate - 0.5) < 0.02, "\(estimate.arrivalRate)")
+        // A rise to 10/s shows within the shortest span.
+        run(seconds: CapacityEstimate.arrivalWindowSeconds + 0.5, arrivalEvery: 1)
+        #expect(abs(estimate.arrivalRate - 10) < 0.5, "\(estimate.arrivalRate)")
+        // Silence: back to 0 once the longest span holds no arrival.
+        run(seconds: CapacityEstimate.arrivalWindowMaxSeconds + 1, arrivalEvery: 0)
+        #expect(estimate.arrivalRate == 0)
+    }
+
     @Test func spreadBatchTimesAndTimeOutsideTheBatchLowerTheRate() {
         let profile = Self.profile([Self.point(instances: 2, batch: 1, throughput: 200)])
         var estimate = CapacityEstimate(profile: profile, maxBatch: 1, maxInstances: 2, sloMs: 40, percentile: 99)

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 
 /// How much of its capacity a model uses: the smoothed arrival rate (shed requests count, they
@@ -14,8 +15,15 @@ import Foundation
 /// noisy neighbour, a slower node), the next prediction simulates them. Pure value type with no
 /// clock: the server and the simulator feed it the same counters.
 public struct CapacityEstimate: Sendable {
-    /// Seconds over which the arrival rate is smoothed (exponential time constant).
-    public static let arrivalSmoothingSeconds = 5.0
+    /// The shortest span (s) the arrival rate is counted over.
+    public static let arrivalWindowSeconds = 5.0
+    /// Arrivals the rate is counted from, at least, where the shortest span holds fewer: at one
+    /// request per second, five seconds hold five arrivals, and a rate counted from five Poisson
+    /// arrivals is off by 45% (one standard deviation); from 50, by 14%.
+    public static let arrivalWindowMinimumCount: UInt64 = 50
+    /// The longest span (s) the arrival rate is counted over, however few arrived: how late the
+    /// gauge may follow a falling load.
+    public static let arrivalWindowMaxSeconds = 60.0
     /// How much one judged sample of served batch times moves the correction (exponential weight).
     public static let correctionWeight = 0.3
     /// Batches a correction sample needs before it is judged.
@@ -41,7 +49,8 @@ public struct CapacityEstimate: Sendable {
     public private(set) var predictedConfiguration: ServingConfiguration?
     /// Observed over predicted batch time (1: as profiled).
     public private(set) var serviceCorrection = 1.0
-    /// The arrival rate (requests/s), smoothed over ``arrivalSmoothingSeconds``.
+    /// The arrival rate (requests/s) over the last ``arrivalWindowSeconds``, or over as long as
+    /// it took ``arrivalWindowMinimumCount`` requests to arrive, up to ``arrivalWindowMaxSeconds``.
     public private(set) var arrivalRate = 0.0
     /// The mean time (ms) a served request spends in the server outside its queue and batch
     /// (reading and decoding, assembling and splitting batches), taken off the SLO's budget.
@@ -56,6 +65,8 @@ public struct CapacityEstimate: Sendable {
     private let percentile: Double
     private let responseAllowance: Double
     private var last: (time: Double, statistics: ModelStatistics)?
+    /// (time, cumulative arrivals) at each update over the longest window, oldest first.
+    private var arrivalHistory: Deque<(time: Double, arrivals: UInt64)> = []
     private var pending = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
     private var lastPrediction: Double?
     private var lastPredictionServed: UInt64 = 0
@@ -97,6 +108,7 @@ public struct CapacityEstimate: Sendable {
     /// requests (a new SLO or policy changes the capacity, not the load or the machine).
     public mutating func carryArrivals(from previous: CapacityEstimate) {
         arrivalRate = previous.arrivalRate
+        arrivalHistory = previous.arrivalHistory
         last = previous.last
         serviceCorrection = previous.serviceCorrection
         overheadMs = previous.overheadMs
@@ -112,12 +124,13 @@ public struct CapacityEstimate: Sendable {
         time: Double, statistics: ModelStatistics, instances: Int, serviceWindow: LatencyWindow? = nil
     ) {
         defer { last = (time, statistics) }
-        guard let last, time > last.time else { return }
+        guard let last, time > last.time else {
+            if arrivalHistory.isEmpty { arrivalHistory.append((time, statistics.arrivals)) }
+            return
+        }
         let before = last.statistics
         let elapsed = time - last.time
-        let instantaneous = Double(statistics.arrivals &- before.arrivals) / elapsed
-        let weight = 1 - exp(-elapsed / Self.arrivalSmoothingSeconds)
-        arrivalRate += weight * (instantaneous - arrivalRate)
+        countArrivals(time: time, arrivals: statistics.arrivals)
         var interval = (observedNs: 0.0, predictedNs: 0.0, batches: UInt64(0))
         for (size, total) in statistics.batches {
             let earlier = before.batches[size] ?? DurationStatistic()
@@ -166,6 +179,30 @@ public struct CapacityEstimate: Sendable {
         }
         lastPrediction = time
         predict()
+    }
+
+    /// Counts the arrival rate back from `time` to the most recent update at least
+    /// ``arrivalWindowSeconds`` earlier that leaves ``arrivalWindowMinimumCount`` arrivals in the
+    /// span, or to the oldest within ``arrivalWindowMaxSeconds``. Unlike an exponential average of
+    /// a fixed time constant, its error stays bounded at low rates and its delay short at high ones.
+    private mutating func countArrivals(time: Double, arrivals: UInt64) {
+        arrivalHistory.append((time, arrivals))
+        while let oldest = arrivalHistory.first, time - oldest.time > Self.arrivalWindowMaxSeconds,
+            arrivalHistory.count > 2
+        {
+            arrivalHistory.removeFirst()
+        }
+        // The oldest sample may lie just past the longest span (updates are not evenly spaced).
+        var start = arrivalHistory[0]
+        for sample in arrivalHistory.reversed().dropFirst()
+        where time - sample.time >= Self.arrivalWindowSeconds
+            && arrivals &- sample.arrivals >= Self.arrivalWindowMinimumCount
+        {
+            start = sample
+            break
+        }
+        guard time > start.time else { return }
+        arrivalRate = Double(arrivals &- start.arrivals) / (time - start.time)
     }
 
     /// The best candidate's sustainable rate with the current spread and overhead.
