@@ -179,17 +179,11 @@ public struct PlatformStatus: Sendable {
         placement = settings.placement
     }
 
-    /// The `server` object's platform fields.
-    var json: [String: Any] {
-        [
-            "cpu": [
-                "cores": budget.cores, "source": budget.source.rawValue,
-                "allowed_cpus": CPUPlacement.list(budget.allowedCPUs),
-                "quota_cores": budget.quotaCores as Any? ?? NSNull(),
-                "compute_cores": placement.computeCores, "io_cores": placement.io.count,
-                "compute_cpus": CPUPlacement.list(placement.compute),
-            ] as [String: Any],
-            "memory_limit_bytes": budget.memoryLimitBytes as Any? ?? NSNull(),
-        ]
+    /// The status document's CPU fields.
+    var cpuDocument: ServerStatusDocument.CPU {
+        ServerStatusDocument.CPU(
+            cores: budget.cores, source: budget.source.rawValue, allowedCpus: CPUPlacement.list(budget.allowedCPUs),
+            quotaCores: budget.quotaCores, computeCores: placement.computeCores, ioCores: placement.io.count,
+            computeCpus: CPUPlacement.list(placement.compute))
     }
 }

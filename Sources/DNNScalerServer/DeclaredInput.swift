@@ -51,6 +51,45 @@ struct DeclaredInput {
         self.shape = shape
     }
 
+    /// Refuses `actual` bytes of data from `source` (`raw_input_contents`, `binary_data_size`)
+    /// unless they are what the declaration needs (BYTES: any size).
+    func checkByteCount(_ actual: Int, from source: String) throws(ServerError) {
+        if let byteCount, actual != byteCount {
+            throw .badRequest(
+                "input '\(name)': \(source) has \(actual) bytes but shape \(shape) of \(dataType) needs \(byteCount)")
+        }
+    }
+
+    /// Refuses an input that names a shared-memory region and carries data (`source`) as well.
+    func refuseDataBesideSharedMemory(_ source: String) throws(ServerError) {
+        throw .badRequest("input '\(name)': give shared_memory_region or \(source), not both")
+    }
+
+    /// The input read from the shared-memory region `reference` names.
+    func tensor(in reference: SharedMemoryReference) throws(ServerError) -> Tensor {
+        try reference.inputTensor(
+            dataType: dataType, shape: shape, byteCount: byteCount ?? reference.byteSize, what: "input '\(name)'")
+    }
+
+    /// The input copied from `bytes` (binary data of the request), which must hold its size.
+    func tensor(copying bytes: UnsafeRawBufferPointer, from source: String) throws(ServerError) -> Tensor {
+        try checkByteCount(bytes.count, from: source)
+        do {
+            return try Tensor(dataType: dataType, shape: shape, copying: bytes)
+        } catch {
+            throw .badRequest("input '\(name)': \(error)")
+        }
+    }
+
+    /// A request's `timeout` parameter (microseconds) in milliseconds; refuses anything but a
+    /// positive finite number, as both front ends read it.
+    static func timeoutMs(microseconds: Double?) throws(ServerError) -> Double {
+        guard let microseconds, microseconds > 0, microseconds.isFinite else {
+            throw .badRequest("parameter 'timeout' must be a positive number of microseconds")
+        }
+        return microseconds / 1000
+    }
+
     /// A shape as a client wrote it: integers without a fraction.
     private static func text(_ dimensions: [Double]) -> String {
         "["

@@ -223,6 +223,45 @@ enum InferCodec {
     static func parseHeader(
         _ headerBytes: some Collection<UInt8>, binaryBytes: Int?, sharedMemory: SharedMemoryRegistry?
     ) throws(ServerError) -> ParsedHeader {
+        let object = try headerObject(headerBytes)
+        let parameters = object["parameters"] as? [String: Any] ?? [:]
+        let timeoutMs = try parameters["timeout"].map { (timeout) throws(ServerError) in
+            try DeclaredInput.timeoutMs(microseconds: JSONValues.number(timeout)?.doubleValue)
+        }
+        let binaryByDefault = JSONValues.boolean(parameters["binary_data_output"]) ?? false
+        guard let inputList = object["inputs"] as? [Any] else { throw .badRequest("the request has no 'inputs' array") }
+        var binaryRemaining = binaryBytes
+        var binaryInputs: [PendingBinaryInput] = []
+        var inputs: [String: Tensor] = [:]
+        var seenNames: Set<String> = []
+        for (index, entry) in inputList.enumerated() {
+            guard let input = entry as? [String: Any] else { throw .badRequest("each input must be a JSON object") }
+            switch try parseInput(input, index: index, seen: &seenNames, sharedMemory: sharedMemory) {
+            case .ready(let name, let tensor):
+                inputs[name] = tensor
+            case .binary(let pending):
+                if let available = binaryRemaining {
+                    guard available >= pending.byteCount else {
+                        throw .badRequest(
+                            "input '\(pending.name)': the body ends \(pending.byteCount - available) bytes short of its binary data"
+                        )
+                    }
+                    binaryRemaining = available - pending.byteCount
+                }
+                binaryInputs.append(pending)
+            }
+        }
+        if let unclaimed = binaryRemaining, unclaimed > 0 {
+            throw .badRequest("the body has \(unclaimed) bytes of binary data that no input claims")
+        }
+        return ParsedHeader(
+            id: (object["id"] as? String) ?? "", timeoutMs: timeoutMs, binaryByDefault: binaryByDefault,
+            inputs: inputs, binaryInputs: binaryInputs,
+            outputs: try requestedOutputs(object, binaryByDefault: binaryByDefault, sharedMemory: sharedMemory))
+    }
+
+    /// The header as a JSON object.
+    private static func headerObject(_ headerBytes: some Collection<UInt8>) throws(ServerError) -> [String: Any] {
         if headerBytes.isEmpty { throw zeroHeaderLength }
         let parsed: Any
         do {
@@ -234,90 +273,68 @@ enum InferCodec {
             throw .badRequest("malformed JSON in the request header: \(detail)")
         }
         guard let object = parsed as? [String: Any] else { throw .badRequest("the request must be a JSON object") }
-        var binaryRemaining = binaryBytes
-        var binaryInputs: [PendingBinaryInput] = []
-        let id = (object["id"] as? String) ?? ""
-        let parameters = object["parameters"] as? [String: Any] ?? [:]
-        var timeoutMs: Double?
-        if let timeout = parameters["timeout"] {
-            guard let microseconds = JSONValues.number(timeout)?.doubleValue, microseconds > 0 else {
-                throw .badRequest("parameter 'timeout' must be a positive number of microseconds")
-            }
-            timeoutMs = microseconds / 1000
-        }
-        let binaryByDefault = JSONValues.boolean(parameters["binary_data_output"]) ?? false
+        return object
+    }
 
-        guard let inputList = object["inputs"] as? [Any] else { throw .badRequest("the request has no 'inputs' array") }
-        var inputs: [String: Tensor] = [:]
-        var seenNames: Set<String> = []
-        for (index, entry) in inputList.enumerated() {
-            guard let input = entry as? [String: Any] else { throw .badRequest("each input must be a JSON object") }
-            let declared = try DeclaredInput(
-                name: input["name"] as? String ?? "", index: index, datatype: input["datatype"] as? String,
-                dimensions: (input["shape"] as? [Any]).map { values in
-                    values.map { JSONValues.number($0)?.doubleValue ?? -1 }
-                }, seen: &seenNames)
-            let (name, dataType, shape, byteCount) = (
-                declared.name, declared.dataType, declared.shape, declared.byteCount
-            )
-            let inputParameters = input["parameters"] as? [String: Any] ?? [:]
-            if let reference = try sharedMemoryReference(
-                inputParameters, registry: sharedMemory, what: "input '\(name)'")
-            {
-                guard input["data"] == nil, inputParameters["binary_data_size"] == nil else {
-                    throw .badRequest(
-                        "input '\(name)': give shared_memory_region or data/binary_data_size, not both")
-                }
-                inputs[name] = try reference.inputTensor(
-                    dataType: dataType, shape: shape, byteCount: byteCount ?? reference.byteSize,
-                    what: "input '\(name)'")
-            } else if let size = inputParameters["binary_data_size"] {
-                guard let binarySize = JSONValues.integer(size), binarySize >= 0 else {
-                    throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer")
-                }
-                if let byteCount, binarySize != byteCount {
-                    throw .badRequest(
-                        "input '\(name)': binary_data_size \(binarySize) does not match shape \(shape) of \(dataType) (\(byteCount) bytes)"
-                    )
-                }
-                if let available = binaryRemaining {
-                    guard available >= binarySize else {
-                        throw .badRequest(
-                            "input '\(name)': the body ends \(binarySize - available) bytes short of its binary data")
-                    }
-                    binaryRemaining = available - binarySize
-                }
-                binaryInputs.append(
-                    PendingBinaryInput(name: name, dataType: dataType, shape: shape, byteCount: byteCount ?? binarySize)
-                )
-            } else {
-                guard let data = input["data"] else {
-                    throw .badRequest("input '\(name)' has neither 'data' nor binary_data_size")
-                }
-                inputs[name] = try tensorFromJSON(data, name: name, dataType: dataType, shape: shape)
-            }
-        }
-        if let unclaimed = binaryRemaining, unclaimed > 0 {
-            throw .badRequest("the body has \(unclaimed) bytes of binary data that no input claims")
-        }
+    /// An input of the header: read (JSON data, shared memory) or still to come in binary.
+    private enum HeaderInput {
+        case ready(name: String, tensor: Tensor)
+        case binary(PendingBinaryInput)
+    }
 
-        var outputs: [RequestedOutput]?
-        if let outputList = object["outputs"] as? [Any] {
-            outputs = []
-            for entry in outputList {
-                guard let output = entry as? [String: Any], let name = output["name"] as? String else {
-                    throw .badRequest("each requested output must be an object with a 'name'")
-                }
-                let outputParameters = output["parameters"] as? [String: Any] ?? [:]
-                let binary = JSONValues.boolean(outputParameters["binary_data"]) ?? binaryByDefault
-                let reference = try sharedMemoryReference(
-                    outputParameters, registry: sharedMemory, what: "output '\(name)'")
-                outputs?.append(RequestedOutput(name: name, binary: binary, sharedMemory: reference))
+    /// The input at `index`: its declaration checked (``DeclaredInput``), then its data taken from
+    /// shared memory, JSON `data`, or announced as `binary_data_size` bytes after the header.
+    private static func parseInput(
+        _ input: [String: Any], index: Int, seen: inout Set<String>, sharedMemory: SharedMemoryRegistry?
+    ) throws(ServerError) -> HeaderInput {
+        let declared = try DeclaredInput(
+            name: input["name"] as? String ?? "", index: index, datatype: input["datatype"] as? String,
+            dimensions: (input["shape"] as? [Any]).map { values in
+                values.map { JSONValues.number($0)?.doubleValue ?? -1 }
+            }, seen: &seen)
+        let name = declared.name
+        let parameters = input["parameters"] as? [String: Any] ?? [:]
+        if let reference = try sharedMemoryReference(parameters, registry: sharedMemory, what: "input '\(name)'") {
+            if input["data"] != nil || parameters["binary_data_size"] != nil {
+                try declared.refuseDataBesideSharedMemory("data/binary_data_size")
             }
+            return .ready(name: name, tensor: try declared.tensor(in: reference))
         }
-        return ParsedHeader(
-            id: id, timeoutMs: timeoutMs, binaryByDefault: binaryByDefault, inputs: inputs,
-            binaryInputs: binaryInputs, outputs: outputs)
+        if let size = parameters["binary_data_size"] {
+            guard let binarySize = JSONValues.integer(size), binarySize >= 0 else {
+                throw .badRequest("input '\(name)': binary_data_size must be a non-negative integer")
+            }
+            try declared.checkByteCount(binarySize, from: "binary_data_size")
+            return .binary(
+                PendingBinaryInput(
+                    name: name, dataType: declared.dataType, shape: declared.shape,
+                    byteCount: declared.byteCount ?? binarySize))
+        }
+        guard let data = input["data"] else {
+            throw .badRequest("input '\(name)' has neither 'data' nor binary_data_size")
+        }
+        return .ready(
+            name: name, tensor: try tensorFromJSON(data, name: name, dataType: declared.dataType, shape: declared.shape)
+        )
+    }
+
+    /// The header's `outputs`, each binary or JSON (`binaryByDefault` where it does not say) or
+    /// written to shared memory; `nil` when the header lists none (every output, in JSON).
+    private static func requestedOutputs(
+        _ object: [String: Any], binaryByDefault: Bool, sharedMemory: SharedMemoryRegistry?
+    ) throws(ServerError) -> [RequestedOutput]? {
+        guard let outputList = object["outputs"] as? [Any] else { return nil }
+        var outputs: [RequestedOutput] = []
+        for entry in outputList {
+            guard let output = entry as? [String: Any], let name = output["name"] as? String else {
+                throw .badRequest("each requested output must be an object with a 'name'")
+            }
+            let parameters = output["parameters"] as? [String: Any] ?? [:]
+            let binary = JSONValues.boolean(parameters["binary_data"]) ?? binaryByDefault
+            let reference = try sharedMemoryReference(parameters, registry: sharedMemory, what: "output '\(name)'")
+            outputs.append(RequestedOutput(name: name, binary: binary, sharedMemory: reference))
+        }
+        return outputs
     }
 
     /// The `shared_memory_*` parameters of an input or output in a JSON header; `nil` when none is given.

@@ -50,12 +50,12 @@ public struct InferenceRoutes: Sendable {
         addRepositoryRoutes(to: router)
         addSharedMemoryRoutes(to: router)
         router.get("/dnnscaler/status") { _, _ -> Response in
-            var server = platform?.json ?? [:]
             let models = manager.readyModels
-            server["capacity_used"] = ServedModel.serverCapacityUsed(models)
-            server["draining"] = manager.isDraining
-            server["model_control_mode"] = manager.controlMode.rawValue
-            return Response.json(["server": server, "models": models.map(Self.statusJSON)])
+            let server = ServerStatusDocument.Server(
+                cpu: platform?.cpuDocument, memoryLimitBytes: platform?.budget.memoryLimitBytes,
+                capacityUsed: ServedModel.serverCapacityUsed(models), draining: manager.isDraining,
+                modelControlMode: manager.controlMode.rawValue)
+            return Response.json(ServerStatusDocument(server: server, models: models.map(ModelStatusDocument.init)))
         }
         return router
     }
@@ -65,16 +65,14 @@ public struct InferenceRoutes: Sendable {
         router.get("/v2/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/v2/health/ready") { _, _ -> Response in
             if manager.isDraining {
-                return Response.json(["error": "draining: shutting down"], status: .serviceUnavailable)
+                return Response.json(ErrorDocument(error: "draining: shutting down"), status: .serviceUnavailable)
             }
             return manager.allReady
-                ? Response(status: .ok) : Response.json(["error": "models are loading"], status: .serviceUnavailable)
+                ? Response(status: .ok)
+                : Response.json(ErrorDocument(error: "models are loading"), status: .serviceUnavailable)
         }
         router.get("/v2") { _, _ -> Response in
-            Response.json([
-                "name": "dnnscaler", "version": Self.serverVersion,
-                "extensions": Self.advertisedExtensions(sharedMemory: sharedMemory),
-            ])
+            Response.json(Self.serverMetadata(sharedMemory: sharedMemory))
         }
     }
 
@@ -84,35 +82,36 @@ public struct InferenceRoutes: Sendable {
             router.get(RouterPath(prefix)) { _, context -> Response in
                 let model = try manager.model(
                     named: try context.parameters.require("name"), version: context.parameters.get("version"))
-                return Response.json(Self.metadataJSON(model))
+                return Response.json(ModelMetadataDocument(model))
             }
             router.get(RouterPath(prefix + "/ready")) { _, context -> Response in
                 let name = try context.parameters.require("name")
                 do {
                     _ = try manager.model(named: name, version: context.parameters.get("version"))
-                    return Response.json(["name": name, "ready": true])
+                    return Response.json(ModelReadyDocument(name: name, ready: true))
                 } catch let error as ServerError {
                     // An unknown or malformed name is an error; a known model that does not serve is "not ready".
                     if error.kind == .notFound || error.kind == .invalidArgument { throw error }
-                    return Response.json(["name": name, "ready": false], status: .serviceUnavailable)
+                    return Response.json(ModelReadyDocument(name: name, ready: false), status: .serviceUnavailable)
                 }
             }
             router.get(RouterPath(prefix + "/config")) { _, context -> Response in
                 let model = try manager.model(
                     named: try context.parameters.require("name"), version: context.parameters.get("version"))
-                return Response.json(Self.configJSON(model))
+                return Response.json(ModelConfigDocument(model))
             }
             router.get(RouterPath(prefix + "/stats")) { _, context -> Response in
                 let model = try manager.model(
                     named: try context.parameters.require("name"), version: context.parameters.get("version"))
-                return Response.json(["model_stats": [Self.statisticsJSON(model)]])
+                return Response.json(ModelStatisticsListDocument(modelStats: [ModelStatisticsDocument(model)]))
             }
             router.post(RouterPath(prefix + "/infer")) { request, context -> Response in
                 try await infer(request: request, context: context)
             }
         }
         router.get("/v2/models/stats") { _, _ -> Response in
-            Response.json(["model_stats": manager.readyModels.map(Self.statisticsJSON)])
+            Response.json(
+                ModelStatisticsListDocument(modelStats: manager.readyModels.map(ModelStatisticsDocument.init)))
         }
     }
 
@@ -131,12 +130,9 @@ public struct InferenceRoutes: Sendable {
                 readyOnly = JSONValues.boolean(object["ready"]) ?? false
             }
             return Response.json(
-                manager.index(readyOnly: readyOnly).map { entry -> [String: Any] in
-                    var row: [String: Any] = [
-                        "name": entry.name, "state": entry.state.rawValue, "reason": entry.reason,
-                    ]
-                    if let version = entry.version { row["version"] = version }
-                    return row
+                manager.index(readyOnly: readyOnly).map {
+                    RepositoryIndexEntryDocument(
+                        name: $0.name, version: $0.version, state: $0.state.rawValue, reason: $0.reason)
                 })
         }
         router.post("/v2/repository/models/:name/load") { request, context -> Response in
@@ -169,10 +165,10 @@ public struct InferenceRoutes: Sendable {
 
     private func addSharedMemoryRoutes(to router: Router<BasicRequestContext>) {
         router.get("/v2/systemsharedmemory/status") { _, _ -> Response in
-            Response.json(try sharedMemory.status(name: nil).map(\.statusJSON))
+            Response.json(try sharedMemory.status(name: nil).map(\.document))
         }
         router.get("/v2/systemsharedmemory/region/:region/status") { _, context -> Response in
-            Response.json(try sharedMemory.status(name: context.parameters.require("region")).map(\.statusJSON))
+            Response.json(try sharedMemory.status(name: context.parameters.require("region")).map(\.document))
         }
         router.post("/v2/systemsharedmemory/region/:region/register") { request, context -> Response in
             let name = try context.parameters.require("region")
@@ -212,11 +208,11 @@ public struct InferenceRoutes: Sendable {
         // CUDA shared memory: none can exist on this CPU server (the registry answers).
         router.get("/v2/cudasharedmemory/status") { _, _ -> Response in
             try sharedMemory.cudaStatus(name: nil)
-            return Response.json([Any]())
+            return Response.json([SharedMemoryRegionDocument]())
         }
         router.get("/v2/cudasharedmemory/region/:region/status") { _, context -> Response in
             try sharedMemory.cudaStatus(name: context.parameters.require("region"))
-            return Response.json([Any]())
+            return Response.json([SharedMemoryRegionDocument]())
         }
         router.post("/v2/cudasharedmemory/region/:region/register") { _, _ -> Response in
             try sharedMemory.cudaRegister()
@@ -293,140 +289,9 @@ public struct InferenceRoutes: Sendable {
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: responseBody))
     }
 
-    // MARK: JSON documents
-
-    static func metadataJSON(_ model: ServedModel) -> [String: Any] {
-        let metadata = model.runtime.metadata
-        func tensors(_ specs: [TensorSpec]) -> [[String: Any]] {
-            specs.map { ["name": $0.name, "datatype": $0.dataType.rawValue, "shape": $0.shape] }
-        }
-        return [
-            "name": model.name, "versions": [String(model.version)], "platform": metadata.platform,
-            "inputs": tensors(metadata.inputs), "outputs": tensors(metadata.outputs),
-        ]
-    }
-
-    /// Triton's ModelConfig as protobuf JSON (int64 as strings, enums as names).
-    static func configJSON(_ model: ServedModel) -> [String: Any] {
-        let metadata = model.runtime.metadata
-        let batching = metadata.supportsBatching
-        let configuration = model.runtime.currentConfiguration
-        let options = model.options
-        func tensors(_ specs: [TensorSpec]) -> [[String: Any]] {
-            specs.map { spec in
-                let dims = batching ? Array(spec.shape.dropFirst()) : spec.shape
-                return [
-                    "name": spec.name, "data_type": "TYPE_\(tritonTypeName(spec.dataType))",
-                    "dims": dims.map(String.init),
-                ]
-            }
-        }
-        return [
-            "name": model.name, "platform": metadata.platform, "backend": "onnxruntime",
-            "max_batch_size": batching ? options.maxBatchSize : 0,
-            "input": tensors(metadata.inputs), "output": tensors(metadata.outputs),
-            "instance_group": [["name": model.name, "kind": "KIND_CPU", "count": configuration.instances]],
-            "dynamic_batching": [
-                "max_queue_delay_microseconds": String(Int(configuration.maxQueueDelayMs * 1000)),
-                "default_queue_policy": ["max_queue_size": String(options.maxQueueSize)],
-            ],
-            "dnnscaler": [
-                "slo_ms": options.sloMs, "percentile": options.percentile, "policy": options.policy.rawValue,
-                "batch_limit": configuration.batchLimit, "instances": configuration.instances,
-            ],
-        ]
-    }
-
-    static func tritonTypeName(_ dataType: DataType) -> String {
-        switch dataType {
-        case .bool: "BOOL"
-        case .uint8: "UINT8"
-        case .uint16: "UINT16"
-        case .uint32: "UINT32"
-        case .uint64: "UINT64"
-        case .int8: "INT8"
-        case .int16: "INT16"
-        case .int32: "INT32"
-        case .int64: "INT64"
-        case .fp16: "FP16"
-        case .bf16: "BF16"
-        case .fp32: "FP32"
-        case .fp64: "FP64"
-        case .bytes: "STRING"
-        }
-    }
-
-    /// Triton's `$model_stat`.
-    static func statisticsJSON(_ model: ServedModel) -> [String: Any] {
-        let statistics = model.runtime.snapshot().statistics
-        func duration(_ value: DurationStatistic) -> [String: Any] { ["count": value.count, "ns": value.ns] }
-        let zero = duration(DurationStatistic())
-        return [
-            "name": model.name, "version": String(model.version), "last_inference": statistics.lastInferenceMs,
-            "inference_count": statistics.inferenceCount, "execution_count": statistics.executionCount,
-            "inference_stats": [
-                "success": duration(statistics.success), "fail": duration(statistics.failure),
-                "queue": duration(statistics.queue), "compute_input": duration(statistics.computeInput),
-                "compute_infer": duration(statistics.computeInfer),
-                "compute_output": duration(statistics.computeOutput),
-                "cache_hit": zero, "cache_miss": zero,
-            ],
-            "batch_stats": statistics.batches.keys.sorted().map { size -> [String: Any] in
-                let batch = statistics.batches[size] ?? DurationStatistic()
-                return [
-                    "batch_size": size, "compute_input": ["count": batch.count, "ns": 0],
-                    "compute_infer": duration(batch), "compute_output": ["count": batch.count, "ns": 0],
-                ]
-            },
-        ]
-    }
-
-    /// DNNScaler's status document for one model.
-    static func statusJSON(_ model: ServedModel) -> [String: Any] {
-        let snapshot = model.runtime.snapshot()
-        let status = model.controller.status
-        let options = model.options
-        let decision = model.profile?.decision
-        return [
-            "name": model.name, "version": String(model.version), "policy": status.policy,
-            "mode": status.mode?.rawValue ?? "fixed", "slo_ms": options.sloMs, "percentile": options.percentile,
-            "configuration": [
-                "batch_limit": snapshot.configuration.batchLimit, "instances": snapshot.configuration.instances,
-                "threads_per_instance": max(1, model.runtime.settings.cores / snapshot.configuration.instances),
-                "max_queue_delay_ms": snapshot.configuration.maxQueueDelayMs,
-            ],
-            "window_tail_latency_ms": snapshot.latencyWindow.percentile(options.percentile, since: snapshot.time - 3)
-                as Any? ?? NSNull(),
-            "capacity": model.controller.capacity.map { capacity -> [String: Any] in
-                [
-                    "used": capacity.used as Any? ?? NSNull(), "arrival_rate": capacity.arrivalRate,
-                    "sustainable_rate": capacity.sustainableRate as Any? ?? NSNull(),
-                    "service_correction": capacity.serviceCorrection, "overhead_ms": capacity.overheadMs,
-                    "batch_time_p99_over_mean": capacity.batchTimeSpread.last as Any? ?? NSNull(),
-                    "predicted_configuration": capacity.predictedConfiguration.map {
-                        ["batch_limit": $0.batchLimit, "instances": $0.instances]
-                    } as Any? ?? NSNull(),
-                ]
-            } as Any? ?? NSNull(),
-            "queue_length": snapshot.queueLength, "in_flight": snapshot.inFlight,
-            "shed": snapshot.statistics.shedCount, "succeeded": snapshot.statistics.success.count,
-            "failed": snapshot.statistics.failure.count,
-            "profile": decision.map { decision -> [String: Any] in
-                [
-                    "mode": decision.mode.rawValue, "batching_gain": decision.batchingGain,
-                    "multi_tenancy_gain": decision.multiTenancyGain,
-                    "baseline_throughput": decision.baselineThroughput,
-                ]
-            } as Any? ?? NSNull(),
-            "decisions": status.decisions.suffix(10).map { record -> [String: Any] in
-                [
-                    "time_s": record.time, "batch_limit": record.configuration.batchLimit,
-                    "instances": record.configuration.instances, "reason": record.reason, "changed": record.changed,
-                    "tail_latency_ms": record.tailLatencyMs as Any? ?? NSNull(),
-                    "service_tail_latency_ms": record.serviceTailMs as Any? ?? NSNull(),
-                    "arrival_rate": record.arrivalRate,
-                ]
-            },
-        ]
+    /// The server's name, version and extensions (HTTP and gRPC).
+    static func serverMetadata(sharedMemory: SharedMemoryRegistry) -> ServerMetadataDocument {
+        ServerMetadataDocument(
+            name: "dnnscaler", version: serverVersion, extensions: advertisedExtensions(sharedMemory: sharedMemory))
     }
 }

@@ -93,10 +93,10 @@ public struct ServerError: Error, Sendable, Equatable, CustomStringConvertible, 
 }
 
 extension Response {
-    /// A JSON response from a JSON-serialisable value.
-    static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
+    /// A JSON response with a document (``ServingDocuments/encoder``).
+    static func json(_ document: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         let data =
-            (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+            (try? ServingDocuments.encoder.encode(document))
             ?? Data(#"{"error": "response could not be encoded"}"#.utf8)
         return Response(
             status: status, headers: [.contentType: "application/json"],

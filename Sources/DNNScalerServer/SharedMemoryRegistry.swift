@@ -121,7 +121,9 @@ public final class SystemSharedMemoryRegion: Sendable {
     }
 
     /// The region as Triton's status response shows it.
-    var statusJSON: [String: Any] { ["name": name, "key": key, "offset": offset, "byte_size": byteSize] }
+    var document: SharedMemoryRegionDocument {
+        SharedMemoryRegionDocument(name: name, key: key, offset: offset, byteSize: byteSize)
+    }
 }
 
 /// The system shared-memory regions clients registered, by name.

@@ -80,6 +80,46 @@ import Testing
         #expect(overHTTP.status == .badRequest)
     }
 
+    /// The error `decode` refuses with; `nil` if it accepts.
+    static func refusal(_ decode: () throws(ServerError) -> Void) -> ServerError? {
+        do {
+            try decode()
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test(arguments: [0.0, -5])
+    func bothFrontEndsRefuseABadTimeoutAlike(_ microseconds: Double) throws {
+        let body = try JSONSerialization.data(withJSONObject: [
+            "parameters": ["timeout": microseconds],
+            "inputs": [
+                ["name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": Array(repeating: 1, count: 16)]
+            ],
+        ])
+        let overHTTP = Self.refusal { () throws(ServerError) in
+            _ = try InferCodec.decode(body: ByteBuffer(bytes: body), headerLength: nil, metadata: Self.metadata)
+        }
+        let message = Inference_ModelInferRequest.with { request in
+            request.parameters["timeout"] = .with { $0.doubleParam = microseconds }
+            request.inputs = [
+                .with {
+                    $0.name = "INPUT0"
+                    $0.datatype = "INT32"
+                    $0.shape = [1, 16]
+                    $0.contents = .with { $0.intContents = Array(repeating: 1, count: 16) }
+                }
+            ]
+        }
+        let overGRPC = Self.refusal { () throws(ServerError) in
+            _ = try GRPCTensorCodec.decode(message, metadataTimeoutMs: nil)
+        }
+        let http = try #require(overHTTP, "HTTP accepted a timeout of \(microseconds)")
+        #expect(http.kind == .invalidArgument)
+        #expect(http == overGRPC)
+    }
+
     @Test func everyKindHasOneStatusAndOneCode() {
         let kinds: [ErrorKind] = [
             .invalidArgument, .notFound, .forbidden, .tooLarge, .shed, .expired, .unavailable, .internal,

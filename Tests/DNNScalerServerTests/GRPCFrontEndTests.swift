@@ -19,6 +19,19 @@ import Testing
         repository: ModelRepository = ServerTestSupport.repository, modelControlMode: ModelControlMode = .none,
         restrictions: APIRestrictions = APIRestrictions(), _ body: @Sendable (Client) async throws -> Void
     ) async throws {
+        try await withGRPCServer(
+            models: models, maxMessageBytes: maxMessageBytes, allowClientSharedMemory: allowClientSharedMemory,
+            repository: repository, modelControlMode: modelControlMode, restrictions: restrictions
+        ) { client, _ in try await body(client) }
+    }
+
+    /// As above, with the server too (its HTTP application serves the same models).
+    static func withGRPCServer(
+        models: [String], maxMessageBytes: Int = 64 << 20, allowClientSharedMemory: Bool = false,
+        repository: ModelRepository = ServerTestSupport.repository, modelControlMode: ModelControlMode = .none,
+        restrictions: APIRestrictions = APIRestrictions(),
+        _ body: @Sendable (Client, InferenceServer) async throws -> Void
+    ) async throws {
         let server = try await ServerTestSupport.server(
             models: models, repository: repository, allowClientSharedMemory: allowClientSharedMemory,
             modelControlMode: modelControlMode)
@@ -37,7 +50,7 @@ import Testing
                 config: .defaults { $0.http2.maxFrameSize = 1 << 20 })
             do {
                 try await withGRPCClient(transport: transport) { client in
-                    try await body(Client(wrapping: client))
+                    try await body(Client(wrapping: client), server)
                 }
             } catch {
                 group.cancelAll()

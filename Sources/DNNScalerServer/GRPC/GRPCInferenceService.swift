@@ -58,10 +58,11 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     public func serverMetadata(
         request: Inference_ServerMetadataRequest, context: ServerContext
     ) async throws -> Inference_ServerMetadataResponse {
-        .with {
-            $0.name = "dnnscaler"
-            $0.version = InferenceRoutes.serverVersion
-            $0.extensions = InferenceRoutes.advertisedExtensions(sharedMemory: sharedMemory)
+        let document = InferenceRoutes.serverMetadata(sharedMemory: sharedMemory)
+        return .with {
+            $0.name = document.name
+            $0.version = document.version
+            $0.extensions = document.extensions
         }
     }
 
@@ -69,23 +70,22 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     public func modelMetadata(
         request: Inference_ModelMetadataRequest, context: ServerContext
     ) async throws -> Inference_ModelMetadataResponse {
-        let model = try lookup(request.name, request.version)
-        let metadata = model.runtime.metadata
-        func tensors(_ specs: [TensorSpec]) -> [Inference_ModelMetadataResponse.TensorMetadata] {
-            specs.map { spec in
+        let document = ModelMetadataDocument(try lookup(request.name, request.version))
+        func tensors(_ tensors: [ModelMetadataDocument.Tensor]) -> [Inference_ModelMetadataResponse.TensorMetadata] {
+            tensors.map { tensor in
                 .with {
-                    $0.name = spec.name
-                    $0.datatype = spec.dataType.rawValue
-                    $0.shape = spec.shape.map(Int64.init)
+                    $0.name = tensor.name
+                    $0.datatype = tensor.datatype
+                    $0.shape = tensor.shape.map(Int64.init)
                 }
             }
         }
         return .with {
-            $0.name = model.name
-            $0.versions = [String(model.version)]
-            $0.platform = metadata.platform
-            $0.inputs = tensors(metadata.inputs)
-            $0.outputs = tensors(metadata.outputs)
+            $0.name = document.name
+            $0.versions = document.versions
+            $0.platform = document.platform
+            $0.inputs = tensors(document.inputs)
+            $0.outputs = tensors(document.outputs)
         }
     }
 
@@ -174,47 +174,45 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     public func modelConfig(
         request: Inference_ModelConfigRequest, context: ServerContext
     ) async throws -> Inference_ModelConfigResponse {
-        let model = try lookup(request.name, request.version)
-        let metadata = model.runtime.metadata
-        let batching = metadata.supportsBatching
-        let configuration = model.runtime.currentConfiguration
-        let options = model.options
+        let document = ModelConfigDocument(try lookup(request.name, request.version))
         return .with { response in
-            response.config.name = model.name
-            response.config.platform = metadata.platform
-            response.config.backend = "onnxruntime"
-            response.config.maxBatchSize = Int32(batching ? options.maxBatchSize : 0)
-            response.config.input = metadata.inputs.map { spec in
+            response.config.name = document.name
+            response.config.platform = document.platform
+            response.config.backend = document.backend
+            response.config.maxBatchSize = Int32(clamping: document.maxBatchSize)
+            response.config.input = document.input.map { tensor in
                 .with {
-                    $0.name = spec.name
-                    $0.dataType = Self.configDataType(spec.dataType)
-                    $0.dims = (batching ? Array(spec.shape.dropFirst()) : spec.shape).map(Int64.init)
+                    $0.name = tensor.name
+                    $0.dataType = Self.configDataType(tensor.dataType)
+                    $0.dims = tensor.dims
                 }
             }
-            response.config.output = metadata.outputs.map { spec in
+            response.config.output = document.output.map { tensor in
                 .with {
-                    $0.name = spec.name
-                    $0.dataType = Self.configDataType(spec.dataType)
-                    $0.dims = (batching ? Array(spec.shape.dropFirst()) : spec.shape).map(Int64.init)
+                    $0.name = tensor.name
+                    $0.dataType = Self.configDataType(tensor.dataType)
+                    $0.dims = tensor.dims
                 }
             }
-            response.config.instanceGroup = [
+            response.config.instanceGroup = document.instanceGroup.map { group in
                 .with {
-                    $0.name = model.name
+                    $0.name = group.name
                     $0.kind = .cpu
-                    $0.count = Int32(configuration.instances)
+                    $0.count = Int32(clamping: group.count)
                 }
-            ]
-            response.config.dynamicBatching = .with {
-                $0.maxQueueDelayMicroseconds = UInt64(max(0, configuration.maxQueueDelayMs * 1000))
-                $0.defaultQueuePolicy.maxQueueSize = UInt32(clamping: options.maxQueueSize)
             }
+            response.config.dynamicBatching = .with {
+                $0.maxQueueDelayMicroseconds = UInt64(clamping: document.dynamicBatching.maxQueueDelayMicroseconds)
+                $0.defaultQueuePolicy.maxQueueSize = UInt32(
+                    clamping: document.dynamicBatching.defaultQueuePolicy.maxQueueSize)
+            }
+            let scaling = document.dnnscaler
             response.config.parameters = [
-                "dnnscaler.slo_ms": .with { $0.stringValue = String(options.sloMs) },
-                "dnnscaler.percentile": .with { $0.stringValue = String(options.percentile) },
-                "dnnscaler.policy": .with { $0.stringValue = options.policy.rawValue },
-                "dnnscaler.batch_limit": .with { $0.stringValue = String(configuration.batchLimit) },
-                "dnnscaler.instances": .with { $0.stringValue = String(configuration.instances) },
+                "dnnscaler.slo_ms": .with { $0.stringValue = String(scaling.sloMs) },
+                "dnnscaler.percentile": .with { $0.stringValue = String(scaling.percentile) },
+                "dnnscaler.policy": .with { $0.stringValue = scaling.policy },
+                "dnnscaler.batch_limit": .with { $0.stringValue = String(scaling.batchLimit) },
+                "dnnscaler.instances": .with { $0.stringValue = String(scaling.instances) },
             ]
         }
     }
@@ -228,36 +226,36 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     }
 
     static func statistics(_ model: ServedModel) -> Inference_ModelStatistics {
-        let statistics = model.runtime.snapshot().statistics
+        let document = ModelStatisticsDocument(model)
         func duration(_ value: DurationStatistic) -> Inference_StatisticDuration {
             .with {
                 $0.count = value.count
                 $0.ns = value.ns
             }
         }
+        let phases = document.inferenceStats
         return .with {
-            $0.name = model.name
-            $0.version = String(model.version)
-            $0.lastInference = statistics.lastInferenceMs
-            $0.inferenceCount = statistics.inferenceCount
-            $0.executionCount = statistics.executionCount
+            $0.name = document.name
+            $0.version = document.version
+            $0.lastInference = document.lastInference
+            $0.inferenceCount = document.inferenceCount
+            $0.executionCount = document.executionCount
             $0.inferenceStats = .with {
-                $0.success = duration(statistics.success)
-                $0.fail = duration(statistics.failure)
-                $0.queue = duration(statistics.queue)
-                $0.computeInput = duration(statistics.computeInput)
-                $0.computeInfer = duration(statistics.computeInfer)
-                $0.computeOutput = duration(statistics.computeOutput)
-                $0.cacheHit = duration(DurationStatistic())
-                $0.cacheMiss = duration(DurationStatistic())
+                $0.success = duration(phases.success)
+                $0.fail = duration(phases.fail)
+                $0.queue = duration(phases.queue)
+                $0.computeInput = duration(phases.computeInput)
+                $0.computeInfer = duration(phases.computeInfer)
+                $0.computeOutput = duration(phases.computeOutput)
+                $0.cacheHit = duration(phases.cacheHit)
+                $0.cacheMiss = duration(phases.cacheMiss)
             }
-            $0.batchStats = statistics.batches.keys.sorted().map { size in
-                let batch = statistics.batches[size] ?? DurationStatistic()
-                return .with {
-                    $0.batchSize = UInt64(size)
-                    $0.computeInput = .with { $0.count = batch.count }
-                    $0.computeInfer = duration(batch)
-                    $0.computeOutput = .with { $0.count = batch.count }
+            $0.batchStats = document.batchStats.map { batch in
+                .with {
+                    $0.batchSize = UInt64(batch.batchSize)
+                    $0.computeInput = duration(batch.computeInput)
+                    $0.computeInfer = duration(batch.computeInfer)
+                    $0.computeOutput = duration(batch.computeOutput)
                 }
             }
         }
@@ -434,22 +432,9 @@ public struct GRPCInferenceService: Inference_GRPCInferenceService.SimpleService
     /// The gRPC status for a scheduling outcome (through its kind, ``ServerError/init(_:)-(SchedulingError)``).
     static func rpcError(_ error: SchedulingError) -> RPCError { rpcError(ServerError(error)) }
 
-    static func configDataType(_ dataType: DataType) -> Inference_DataType {
-        switch dataType {
-        case .bool: .typeBool
-        case .uint8: .typeUint8
-        case .uint16: .typeUint16
-        case .uint32: .typeUint32
-        case .uint64: .typeUint64
-        case .int8: .typeInt8
-        case .int16: .typeInt16
-        case .int32: .typeInt32
-        case .int64: .typeInt64
-        case .fp16: .typeFp16
-        case .bf16: .typeBf16
-        case .fp32: .typeFp32
-        case .fp64: .typeFp64
-        case .bytes: .typeString
-        }
+    /// The config's `TYPE_...` name as the protobuf enum (its number, ``DataType/tritonConfigType``).
+    static func configDataType(_ name: String) -> Inference_DataType {
+        let type = DataType.allCases.first { "TYPE_" + $0.tritonConfigType.name == name }
+        return type.flatMap { Inference_DataType(rawValue: $0.tritonConfigType.number) } ?? .typeInvalid
     }
 }

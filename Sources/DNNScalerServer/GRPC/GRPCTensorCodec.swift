@@ -35,61 +35,36 @@ enum GRPCTensorCodec {
             let declared = try DeclaredInput(
                 name: input.name, index: index, datatype: input.datatype, dimensions: input.shape.map(Double.init),
                 seen: &seenNames)
-            let (name, dataType, shape, byteCount, elementCount) = (
-                declared.name, declared.dataType, declared.shape, declared.byteCount, declared.elementCount
-            )
             if let reference = inputReferences[index] {
-                if input.hasContents {
-                    throw .badRequest("input '\(name)': give shared_memory_region or contents, not both")
-                }
-                inputs[name] = try reference.inputTensor(
-                    dataType: dataType, shape: shape, byteCount: byteCount ?? reference.byteSize,
-                    what: "input '\(name)'")
+                if input.hasContents { try declared.refuseDataBesideSharedMemory("contents") }
+                inputs[declared.name] = try declared.tensor(in: reference)
             } else if !raw.isEmpty {
                 if input.hasContents {
-                    throw .badRequest("input '\(name)' has both contents and raw_input_contents; send one")
+                    throw .badRequest("input '\(declared.name)' has both contents and raw_input_contents; send one")
                 }
                 let bytes = raw[rawIndex]
                 rawIndex += 1
-                if let byteCount, bytes.count != byteCount {
-                    throw .badRequest(
-                        "input '\(name)': raw_input_contents has \(bytes.count) bytes but shape \(shape) of \(dataType) needs \(byteCount)"
-                    )
-                }
                 let tensor = bytes.withUnsafeBytes { buffer in
-                    Result { () throws(TensorError) in try Tensor(dataType: dataType, shape: shape, copying: buffer) }
+                    Result { () throws(ServerError) in
+                        try declared.tensor(copying: buffer, from: "raw_input_contents")
+                    }
                 }
-                do {
-                    inputs[name] = try tensor.get()
-                } catch {
-                    throw .badRequest("input '\(name)': \(error)")
-                }
+                inputs[declared.name] = try tensor.get()
             } else {
                 guard input.hasContents else {
-                    throw .badRequest("input '\(name)' has neither contents nor raw_input_contents")
+                    throw .badRequest("input '\(declared.name)' has neither contents nor raw_input_contents")
                 }
-                inputs[name] = try tensor(
-                    from: input.contents, name: name, dataType: dataType, shape: shape, elementCount: elementCount)
+                inputs[declared.name] = try tensor(
+                    from: input.contents, name: declared.name, dataType: declared.dataType, shape: declared.shape,
+                    elementCount: declared.elementCount)
             }
-        }
-        var timeoutMs = metadataTimeoutMs
-        if let timeout = message.parameters["timeout"] {
-            let microseconds: Double
-            switch timeout.parameterChoice {
-            case .int64Param(let value): microseconds = Double(value)
-            case .uint64Param(let value): microseconds = Double(value)
-            case .doubleParam(let value): microseconds = value
-            default: throw .badRequest("parameter 'timeout' must be a number of microseconds")
-            }
-            guard microseconds > 0, microseconds.isFinite else {
-                throw .badRequest("parameter 'timeout' must be a positive number of microseconds")
-            }
-            timeoutMs = min(timeoutMs ?? .infinity, microseconds / 1000)
         }
         let outputNames = message.outputs.isEmpty ? nil : message.outputs.map(\.name)
         var decoded = Decoded(
             request: InferenceRequest(
-                id: message.id, inputs: inputs, outputNames: outputNames, timeoutMs: timeoutMs, arrival: arrival))
+                id: message.id, inputs: inputs, outputNames: outputNames,
+                timeoutMs: try timeoutMs(message.parameters["timeout"], metadataTimeoutMs: metadataTimeoutMs),
+                arrival: arrival))
         for output in message.outputs {
             if let reference = try sharedMemoryReference(
                 output.parameters, registry: sharedMemory, what: "output '\(output.name)'")
@@ -98,6 +73,22 @@ enum GRPCTensorCodec {
             }
         }
         return decoded
+    }
+
+    /// The shorter of the `timeout` parameter (microseconds, any numeric kind) and the deadline
+    /// the `grpc-timeout` header gave, in milliseconds.
+    static func timeoutMs(
+        _ parameter: Inference_InferParameter?, metadataTimeoutMs: Double?
+    ) throws(ServerError) -> Double? {
+        guard let parameter else { return metadataTimeoutMs }
+        let microseconds: Double
+        switch parameter.parameterChoice {
+        case .int64Param(let value): microseconds = Double(value)
+        case .uint64Param(let value): microseconds = Double(value)
+        case .doubleParam(let value): microseconds = value
+        default: throw .badRequest("parameter 'timeout' must be a number of microseconds")
+        }
+        return min(metadataTimeoutMs ?? .infinity, try DeclaredInput.timeoutMs(microseconds: microseconds))
     }
 
     /// The `shared_memory_*` parameters of an input or output; `nil` when none is given.
